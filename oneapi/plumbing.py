@@ -1,0 +1,152 @@
+"""What every request shares: database engine settings, the session secret, the request id, the cache
+sync, the default-password lock, and errors in the right shape for each audience."""
+
+import logging
+import os
+import secrets
+import time
+
+from flask import g, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from oneapi.envelope import ApiError, fail
+from oneapi.services import accounts, cache, options
+
+log = logging.getLogger(__name__)
+
+
+def configure_database(app):
+    config = app.config
+    url = config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": config["SQLITE_BUSY_TIMEOUT"] / 1000}}
+    else:
+        idle = max(1, min(config["SQL_MAX_IDLE_CONNS"], config["SQL_MAX_OPEN_CONNS"], 20))
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "pool_size": idle,
+            "max_overflow": max(0, min(config["SQL_MAX_OPEN_CONNS"], 40) - idle),
+            "pool_recycle": max(config["SQL_MAX_LIFETIME"], 1),
+            "pool_pre_ping": True,
+            "pool_timeout": 10,
+        }
+    config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
+    config.setdefault("MAX_CONTENT_LENGTH", int(config["RELAY_MAX_BODY_MB"] * 1024 * 1024))
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def configure_sessions(app):
+    secret = app.config["SESSION_SECRET"]
+    if not secret or secret == "random_string":
+        # One secret per data folder, so every worker of this node signs cookies alike and sessions
+        # survive restarts. Several nodes must share SESSION_SECRET (docs/deployment.md).
+        path = os.path.join(app.config["DATA_DIR"], ".session_secret")
+        os.makedirs(app.config["DATA_DIR"], exist_ok=True)
+        try:
+            with open(path, "x") as f:
+                os.chmod(path, 0o600)
+                f.write(secrets.token_hex(32))
+        except FileExistsError:
+            pass
+        with open(path) as f:
+            secret = f.read().strip()
+    app.config["SECRET_KEY"] = secret
+    app.config.update(SESSION_COOKIE_NAME="session", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      PERMANENT_SESSION_LIFETIME=7 * 24 * 3600)
+
+
+def new_request_id():
+    """The original's shape: yyyyMMddHHmmss, nanoseconds, 8 random digits."""
+    return time.strftime("%Y%m%d%H%M%S") + f"{time.time_ns() % 1_000_000_000:09d}{secrets.randbelow(10**8):08d}"
+
+
+# While root has the default password only these stay open (plus login), so root can change it.
+_OPEN_WHILE_LOCKED = {
+    ("GET", "/api/status"), ("GET", "/api/user/logout"), ("GET", "/api/user/self"), ("PUT", "/api/user/self"),
+    ("POST", "/api/user/login"),
+}
+_OPEN_PAGES_WHILE_LOCKED = {"/login", "/logout", "/user/password"}
+
+
+def _locked_response():
+    path = request.path
+    if path.startswith(("/v1/", "/static/", "/dashboard/")) or path in ("/healthz",):
+        return None
+    if (request.method, path.rstrip("/") or "/") in _OPEN_WHILE_LOCKED or path in _OPEN_PAGES_WHILE_LOCKED:
+        return None
+    if not accounts.root_must_change_password():
+        return None
+    if path.startswith("/api/"):
+        return fail("root still has the default password: change the default password first "
+                    "(PUT /api/user/self with a new password)", 403)
+    if current_user.is_authenticated:
+        return redirect(url_for("web.password"))
+    return redirect(url_for("auth.login_page"))
+
+
+def _wants_json():
+    return request.path.startswith(("/api/", "/v1/", "/dashboard/"))
+
+
+def register_hooks(app):
+    @app.before_request
+    def _start():
+        g.request_id = new_request_id()
+        g.started = time.monotonic()
+        cache.sync()
+        return _locked_response()
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Oneapi-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(error):
+        return fail(error.message, error.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error):
+        if request.path.startswith(("/v1/", "/dashboard/")):
+            from oneapi.relay.errors import openai_error
+
+            message = error.description
+            if error.code == 404:
+                message = f"Invalid URL ({request.method} {request.path})"
+            return openai_error(error.code, message, "invalid_request_error", "")
+        if request.path.startswith("/api/"):
+            return fail(error.description if error.code != 404 else f"no such route: {request.method} {request.path}",
+                        error.code)
+        return render_template("error.html", code=error.code, message=error.description), error.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(error):
+        log.exception("unhandled error")
+        if _wants_json():
+            if request.path.startswith("/api/"):
+                return fail("internal error (request id: %s)" % g.get("request_id", ""), 500)
+            from oneapi.relay.errors import openai_error
+
+            return openai_error(500, "internal error", "one_api_error", "internal_error")
+        return render_template("error.html", code=500, message="Something went wrong."), 500
+
+    @app.context_processor
+    def _site():
+        return {"site_name": options.current().get("SystemName")}
+
+    @app.get("/healthz")
+    def _healthz():
+        return jsonify({"status": "ok"})

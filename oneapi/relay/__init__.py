@@ -1,0 +1,7 @@
+"""The OpenAI-compatible relay under /v1 (spec §1.4)."""
+
+from flask import Blueprint
+
+bp = Blueprint("relay", __name__)
+
+from oneapi.relay import views  # noqa: E402,F401

@@ -1,0 +1,74 @@
+"""One relay request's bill: plain values captured before the call, closed exactly once after it."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from oneapi.services import quota, ratios
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+
+    @classmethod
+    def from_json(cls, usage):
+        """OpenAI's usage object, or None when it is missing or carries no counts."""
+        if not isinstance(usage, dict):
+            return None
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
+        total = usage.get("total_tokens")
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return None
+        if prompt == 0 and completion == 0 and not total:
+            return None
+        if prompt == 0 and isinstance(total, int) and total:
+            return None  # the original's case: count the prompt locally instead of trusting a bare total
+        return cls(max(prompt, 0), max(completion, 0))
+
+
+@dataclass
+class Bill:
+    reservation: quota.Reservation
+    group_ratio: object
+    prompt_estimate: int
+    is_stream: bool
+    token_name: str
+    username: str
+    started: float = field(default_factory=time.monotonic)
+    channel_id: int = 0
+    channel_type: int = 0
+    model: str = ""
+    system_prompt_reset: bool = False
+    closed: bool = False
+
+    def attach(self, channel, model, system_prompt_reset):
+        """The channel and upstream model of the attempt that is answering."""
+        self.channel_id, self.channel_type, self.model = channel.id, channel.type, model
+        self.system_prompt_reset = system_prompt_reset
+
+    def close(self, usage, outcome):
+        """Charge `usage` (None: nothing billable happened, refund all) and log once; later calls do nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        if usage is None:
+            quota.refund(self.reservation)
+            return
+        model_r = ratios.model_ratio(self.model, self.channel_type)
+        completion_r = ratios.completion_ratio(self.model, self.channel_type)
+        amount = ratios.charge(usage.prompt_tokens, usage.completion_tokens, model_r, self.group_ratio, completion_r)
+        content = (f"model ratio {model_r:g} × group ratio {self.group_ratio:g} × completion ratio {completion_r:g}"
+                   + (", usage counted locally" if usage.estimated else ""))
+        quota.settle(self.reservation, amount, channel_id=self.channel_id, log={
+            "username": self.username, "token_name": self.token_name, "model_name": self.model,
+            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "content": content, "elapsed_time": int((time.monotonic() - self.started) * 1000),
+            "is_stream": self.is_stream, "system_prompt_reset": self.system_prompt_reset,
+            "outcome": outcome, "usage_estimated": usage.estimated,
+        })

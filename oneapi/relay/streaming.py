@@ -1,0 +1,178 @@
+"""Server-sent events from the upstream to the client, as they arrive.
+
+Bytes are read with `read1`, which returns whatever has arrived (iter_lines would wait for a full buffer
+on upstreams that do not use chunked encoding). Complete lines are forwarded at once; on the side we
+note usage, the text delivered (to count it when the upstream sends no usage), [DONE] and finish
+reasons. The usage-only chunk that we asked for on the client's behalf is removed.
+"""
+
+import json
+import logging
+
+import requests
+import urllib3
+
+from oneapi.relay.billing import Usage
+from oneapi.relay.errors import error_body, scrub
+from oneapi.services import tokenizer
+
+log = logging.getLogger(__name__)
+_TEXT_FLUSH = 65536  # count delivered text in pieces, so a long answer never sits in memory whole
+
+
+class StreamMeter:
+    def __init__(self, model, strip_usage):
+        self.model = model
+        self.strip_usage = strip_usage
+        self.usage = None
+        self.done = False
+        self.finished = False  # a choice reported a finish_reason
+        self._text = []
+        self._text_size = 0
+        self._counted = 0
+        self._skip_blank = False
+
+    def _note_text(self, text):
+        if text:
+            self._text.append(text)
+            self._text_size += len(text)
+            if self._text_size >= _TEXT_FLUSH:
+                self._flush_text()
+
+    def _flush_text(self):
+        if self._text:
+            self._counted += tokenizer.count_text("".join(self._text), self.model)
+            self._text, self._text_size = [], 0
+
+    def completion_tokens(self):
+        self._flush_text()
+        return self._counted
+
+    def _observe(self, event):
+        """Look at one parsed chunk; return False to drop it from the client's stream."""
+        usage = Usage.from_json(event.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        choices = event.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    continue
+                if choice.get("finish_reason"):
+                    self.finished = True
+                delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+                self._note_text(delta.get("content") if isinstance(delta.get("content"), str) else choice.get("text"))
+                for call in delta.get("tool_calls") or ():
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict):
+                        self._note_text((function.get("name") or "") + (function.get("arguments") or ""))
+        usage_only = event.get("usage") is not None and not choices
+        return not (usage_only and self.strip_usage)
+
+    def feed(self, lines):
+        """Lines (bytes ending in \\n) in, the bytes to forward out."""
+        out = []
+        for line in lines.splitlines(keepends=True):
+            stripped = line.strip()
+            if not stripped:
+                if self._skip_blank:
+                    self._skip_blank = False
+                    continue
+                out.append(line)
+                continue
+            self._skip_blank = False
+            if stripped.startswith(b"data:"):
+                payload = stripped[5:].strip()
+                if payload == b"[DONE]":
+                    self.done = True
+                elif payload.startswith(b"{"):
+                    try:
+                        event = json.loads(payload)
+                    except ValueError:
+                        event = None
+                    if isinstance(event, dict) and not self._observe(event):
+                        self._skip_blank = True
+                        continue
+            out.append(line)
+        return b"".join(out)
+
+    def final_usage(self, prompt_estimate):
+        if self.usage is not None:
+            return self.usage
+        return Usage(prompt_estimate, self.completion_tokens(), estimated=True)
+
+
+def error_event(message, code):
+    return b"data: " + json.dumps(error_body(message, "upstream_error", code)).encode() + b"\n\n"
+
+
+class RelayStream:
+    """The client's response body. It settles the bill however the stream ends, including when the server
+    closes it before it was ever iterated (a generator's `finally` would not run then)."""
+
+    def __init__(self, app, response, meter, bill, max_line):
+        self._app = app
+        self._response = response
+        self._meter = meter
+        self._bill = bill
+        self._events = _pump(response, meter, max_line, self._settle)
+
+    def __iter__(self):
+        return self._events
+
+    def _settle(self, outcome):
+        if not self._bill.closed:
+            with self._app.app_context():
+                self._bill.close(self._meter.final_usage(self._bill.prompt_estimate), outcome)
+
+    def close(self):
+        try:
+            self._events.close()
+        finally:
+            self._response.close()
+            self._settle("client_gone")
+
+
+def _pump(response, meter, max_line, settle):
+    outcome = "client_gone"
+    pending = b""
+    try:
+        while True:
+            try:
+                chunk = response.raw.read1(65536, decode_content=True)
+            except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
+                outcome = "timeout"
+                yield error_event("the upstream went silent for too long", "upstream_timeout")
+                return
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                outcome = "upstream_error"
+                yield error_event("the upstream stream broke off: " + scrub(type(error).__name__), "upstream_error")
+                return
+            if not chunk:
+                break
+            pending += chunk
+            cut = pending.rfind(b"\n")
+            if cut < 0:
+                if len(pending) > max_line:
+                    outcome = "upstream_error"
+                    yield error_event("an upstream event line exceeded STREAM_MAX_LINE_MB", "line_too_long")
+                    return
+                continue
+            ready, pending = pending[: cut + 1], pending[cut + 1:]
+            data = meter.feed(ready)
+            if data:
+                yield data
+        if pending:
+            data = meter.feed(pending + b"\n")
+            if data:
+                yield data
+        if meter.done or meter.finished:
+            if not meter.done:
+                yield b"data: [DONE]\n\n"
+            outcome = "done"
+        else:
+            outcome = "upstream_error"
+            yield error_event("the upstream closed the stream before it finished", "upstream_cut")
+    finally:
+        response.close()
+        settle(outcome)

@@ -1,0 +1,1 @@
+"""Logic without request objects: caches, options, ratios, quota, routing, token counting."""

@@ -1,0 +1,40 @@
+"""Pages that belong to no area. The full console is the web console issue's; these cover first start."""
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from oneapi.envelope import ApiError
+from oneapi.extensions import db, login_manager
+from oneapi.services import accounts, cache
+from oneapi.users.routes import validate_password
+from oneapi.web import bp
+
+login_manager.login_view = "auth.login_page"
+
+
+@bp.get("/")
+def home():
+    return render_template("web/home.html")
+
+
+@bp.route("/user/password", methods=["GET", "POST"])
+@login_required
+def password():
+    if request.method == "POST":
+        new, again = request.form.get("password", ""), request.form.get("password2", "")
+        try:
+            if new != again:
+                raise ApiError("the two passwords differ")
+            if not current_user.check_password(request.form.get("current", "")):
+                raise ApiError("the current password is wrong")
+            validate_password(new)
+        except ApiError as error:
+            flash(error.message, "error")
+            return render_template("web/password.html"), 400
+        current_user.set_password(new)
+        current_user.must_change_password = False
+        cache.publish(accounts.user_topic(current_user.id))
+        db.session.commit()
+        flash("Password changed.", "ok")
+        return redirect(url_for("web.home"))
+    return render_template("web/password.html")

@@ -1,0 +1,166 @@
+"""A real OpenAI-like upstream on a loopback port, for tests: it answers chat completions, completions
+and embeddings, streamed (chunked or close-delimited) or not, and can be told to fail with any status,
+hang before the first byte, pace its chunks, cut a stream, omit usage or send huge lines."""
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    content: str = "Hello from the mock upstream."
+    usage: dict | None = field(default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7})
+    error: dict | None = None  # the JSON body of a failure
+    delay_first: float = 0.0  # seconds before the status line
+    pace: float = 0.0  # seconds between stream chunks
+    cut_after: int | None = None  # close a stream after this many content chunks, without [DONE]
+    chunked: bool = True  # False: close-delimited SSE (no length, no chunked encoding)
+    pieces: list | None = None  # stream content pieces; default: the words of `content`
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict
+    body: dict | None
+
+
+class MockUpstream:
+    def __init__(self):
+        self.replies = []  # consumed first, one per request
+        self.default = Reply()
+        self.seen = []
+        self._lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"mock": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def queue(self, *replies):
+        with self._lock:
+            self.replies.extend(replies)
+
+    def next_reply(self):
+        with self._lock:
+            return self.replies.pop(0) if self.replies else self.default
+
+    def reset(self):
+        with self._lock:
+            self.replies.clear()
+            self.seen.clear()
+            self.default = Reply()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    mock: MockUpstream
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        self.mock.seen.append(Seen(self.path, dict(self.headers), body))
+        reply = self.mock.next_reply()
+        if reply.delay_first:
+            time.sleep(reply.delay_first)
+        if reply.status != 200:
+            return self._json(reply.status, reply.error or {"error": {"message": "mock failure", "type": "server_error"}})
+        model = (body or {}).get("model", "")
+        if self.path.endswith("/embeddings"):
+            usage = reply.usage or {}
+            return self._json(200, {"object": "list", "model": model,
+                                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                                    **({"usage": {"prompt_tokens": usage.get("prompt_tokens", 0),
+                                                  "total_tokens": usage.get("prompt_tokens", 0)}} if reply.usage else {})})
+        chat = self.path.endswith("/chat/completions")
+        if (body or {}).get("stream"):
+            return self._stream(reply, body, chat)
+        usage = dict(reply.usage, total_tokens=sum(reply.usage.values())) if reply.usage else None
+        choice = ({"index": 0, "message": {"role": "assistant", "content": reply.content}, "finish_reason": "stop"}
+                  if chat else {"index": 0, "text": reply.content, "finish_reason": "stop"})
+        answer = {"id": "chatcmpl-mock", "object": "chat.completion" if chat else "text_completion",
+                  "created": int(time.time()), "model": model, "choices": [choice]}
+        if usage:
+            answer["usage"] = usage
+        self._json(200, answer)
+
+    def _json(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, reply, body, chat):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        if reply.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        model = body.get("model", "")
+        pieces = reply.pieces if reply.pieces is not None else [w + " " for w in reply.content.split(" ")]
+        pieces[-1:] = [pieces[-1].rstrip(" ")] if pieces else []
+
+        def event(payload):
+            self._send(reply, b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+        def chunk(delta, finish=None):
+            choice = {"index": 0, "delta": delta, "finish_reason": finish} if chat else {
+                "index": 0, "text": delta.get("content", ""), "finish_reason": finish}
+            return {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
+                    "choices": [choice]}
+
+        try:
+            if chat:
+                event(chunk({"role": "assistant", "content": ""}))
+            for number, piece in enumerate(pieces):
+                if reply.cut_after is not None and number >= reply.cut_after:
+                    self.close_connection = True
+                    return self._end(reply, cut=True)
+                if reply.pace:
+                    time.sleep(reply.pace)
+                event(chunk({"content": piece}))
+            event(chunk({}, "stop"))
+            if reply.usage and (body.get("stream_options") or {}).get("include_usage"):
+                usage = dict(reply.usage, total_tokens=sum(reply.usage.values()))
+                event({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
+                       "choices": [], "usage": usage})
+            self._send(reply, b"data: [DONE]\n\n")
+            self._end(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _send(self, reply, data):
+        if reply.chunked:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        else:
+            self.wfile.write(data)
+        self.wfile.flush()
+
+    def _end(self, reply, cut=False):
+        if reply.chunked and not cut:
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+        if cut:
+            self.close_connection = True

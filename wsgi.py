@@ -1,0 +1,13 @@
+"""gunicorn entry: `gunicorn -c gunicorn.conf.py wsgi:app`. Patch first (a no-op under the gevent worker,
+needed under any other launcher); skipped under the flask CLI, which must not be monkey-patched."""
+
+import os
+
+if not os.environ.get("FLASK_RUN_FROM_CLI"):
+    from gevent import monkey
+
+    monkey.patch_all()
+
+from oneapi import create_app  # noqa: E402
+
+app = create_app()
