@@ -11,16 +11,20 @@ from oneapi.config import DEFAULT_ROOT_PASSWORD
 from oneapi.extensions import db
 from oneapi.models import Token, User
 from oneapi.models.user import ROLE_ROOT, hash_secret
-from oneapi.services import accounts
+from oneapi.services import accounts, quota
 
 log = logging.getLogger(__name__)
 ROOT_QUOTA = 500_000_000_000_000
+STALE_RESERVATION_SECONDS = 6 * 3600  # longer than any request can run
 
 
 def prepare():
     """Run inside an app context: migrate, create root, warn about the default password."""
     upgrade(directory=current_app.extensions["migrate"].directory)
     create_root_if_needed()
+    refunded = quota.refund_stale(STALE_RESERVATION_SECONDS)
+    if refunded:
+        log.warning("refunded %d quota reservations left behind by a stopped process", refunded)
     if accounts.root_must_change_password():
         log.warning("root still has the default password %r: /api and the pages stay locked until it is "
                     "changed (log in, then PUT /api/user/self with a new password)", DEFAULT_ROOT_PASSWORD)

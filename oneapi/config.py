@@ -34,7 +34,9 @@ def _float(value, default):
         raise SystemExit(f"configuration error: expected a number, got {value!r}") from None
 
 
-_GO_MYSQL_DSN = re.compile(r"^(?P<user>[^:@/]*)(?::(?P<password>[^@]*))?@tcp\((?P<host>[^)]+)\)/(?P<db>[^?]*)(?:\?(?P<params>.*))?$")
+_GO_MYSQL_DSN = re.compile(
+    r"^(?P<user>[^:@/]*)(?::(?P<password>[^@]*))?@tcp\((?P<host>[^)]+)\)/(?P<db>[^?]*)(?:\?(?P<params>.*))?$"
+)
 
 
 def database_url(dsn, sqlite_path):

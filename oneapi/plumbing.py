@@ -137,7 +137,7 @@ def register_hooks(app):
         log.exception("unhandled error")
         if _wants_json():
             if request.path.startswith("/api/"):
-                return fail("internal error (request id: %s)" % g.get("request_id", ""), 500)
+                return fail(f"internal error (request id: {g.get('request_id', '')})", 500)
             from oneapi.relay.errors import openai_error
 
             return openai_error(500, "internal error", "one_api_error", "internal_error")

@@ -130,6 +130,9 @@ def relay_json():
                                     not caller.token.unlimited_quota)
     except quota.QuotaExceeded as exceeded:
         if exceeded.who == "token":
+            if quota.token_exhausted(caller.token.id):
+                raise RelayError(401, f"the quota of token {caller.token.name} (#{caller.token.id}) is used up",
+                                 "token_quota_exhausted") from None
             raise RelayError(403, f"the quota of token {caller.token.name} (#{caller.token.id}) is not enough for "
                                   "this request", "insufficient_token_quota") from None
         raise RelayError(403, "the user's quota is not enough for this request", "insufficient_user_quota") from None

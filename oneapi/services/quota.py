@@ -9,11 +9,12 @@ second worker can never bill the same request twice.
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import case, delete, update
+from sqlalchemy import case, delete, select, update
 
 from oneapi.extensions import db
 from oneapi.models import Channel, Log, LogType, QuotaReservation, Token, User
-from oneapi.services import options
+from oneapi.models.token import TOKEN_ENABLED, TOKEN_EXHAUSTED
+from oneapi.services import accounts, cache, options
 
 _NO_SYNC = {"synchronize_session": False}  # plain SQL: no ORM-side evaluation of these statements
 
@@ -111,6 +112,32 @@ def settle(reservation, quota, *, log=None, channel_id=0, count_request=True):
     return True
 
 
+def token_exhausted(token_id):
+    """After a refused reservation: if the token has nothing left, mark it exhausted (status 4, as the
+    original does) so it is refused at authentication from now on. Returns whether it is exhausted."""
+    row = db.session.execute(select(Token.key_hash, Token.remain_quota, Token.unlimited_quota)
+                             .where(Token.id == token_id)).first()
+    if row is None or row.unlimited_quota or row.remain_quota > 0:
+        db.session.rollback()
+        return False
+    db.session.execute(update(Token).where(Token.id == token_id, Token.status == TOKEN_ENABLED,
+                                           Token.remain_quota <= 0).values(status=TOKEN_EXHAUSTED),
+                       execution_options=_NO_SYNC)
+    cache.publish(accounts.token_topic(row.key_hash))
+    db.session.commit()
+    return True
+
+
 def refund(reservation):
     """Give the whole reservation back (the request failed before anything billable happened)."""
     return settle(reservation, 0, log=None, count_request=False)
+
+
+def refund_stale(max_age_seconds):
+    """Refund reservations older than `max_age_seconds`: left behind by a process that died mid-request.
+    Returns how many were refunded. Settlement's exactly-once guard makes this safe beside live requests."""
+    cutoff = int(time.time()) - max_age_seconds
+    rows = db.session.scalars(select(QuotaReservation).where(QuotaReservation.created_at < cutoff)).all()
+    stale = [Reservation(r.request_id, r.user_id, r.token_id, r.user_quota, r.token_quota > 0) for r in rows]
+    db.session.rollback()
+    return sum(1 for reservation in stale if refund(reservation))
