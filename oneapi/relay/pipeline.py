@@ -190,9 +190,12 @@ def _send_with_retries(route, raw, body):
 
 
 def _stream_response(response, prepared, bill):
+    config = current_app.config
     meter = StreamMeter(prepared.model, prepared.strip_usage)
-    max_line = int(current_app.config["STREAM_MAX_LINE_MB"] * _MB)
-    body = RelayStream(current_app._get_current_object(), response, meter, bill, max_line)
+    total = config["RELAY_TIMEOUT"]
+    body = RelayStream(current_app._get_current_object(), response, meter, bill,
+                       max_line=int(config["STREAM_MAX_LINE_MB"] * _MB), keepalive=config["STREAM_KEEPALIVE_SECONDS"],
+                       deadline=bill.started + total if total > 0 else None)
     return Response(body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

@@ -8,16 +8,21 @@ reasons. The usage-only chunk that we asked for on the client's behalf is remove
 
 import json
 import logging
+import math
+import queue
+import threading
+import time
 
 import requests
 import urllib3
 
 from oneapi.relay.billing import Usage
-from oneapi.relay.errors import error_body, scrub
+from oneapi.relay.errors import error_body
 from oneapi.services import tokenizer
 
 log = logging.getLogger(__name__)
 _TEXT_FLUSH = 65536  # count delivered text in pieces, so a long answer never sits in memory whole
+_PARSE_LIMIT = 1 << 20  # larger events (inline images) are forwarded without being parsed
 
 
 class StreamMeter:
@@ -85,7 +90,7 @@ class StreamMeter:
                 payload = stripped[5:].strip()
                 if payload == b"[DONE]":
                     self.done = True
-                elif payload.startswith(b"{"):
+                elif payload.startswith(b"{") and len(payload) <= _PARSE_LIMIT:
                     try:
                         event = json.loads(payload)
                     except ValueError:
@@ -110,17 +115,20 @@ class RelayStream:
     """The client's response body. It settles the bill however the stream ends, including when the server
     closes it before it was ever iterated (a generator's `finally` would not run then)."""
 
-    def __init__(self, app, response, meter, bill, max_line):
+    def __init__(self, app, response, meter, bill, *, max_line, keepalive, deadline):
         self._app = app
         self._response = response
         self._meter = meter
         self._bill = bill
-        self._events = _pump(response, meter, max_line, self._settle)
+        self._reader = _Reader(response)
+        self._events = _pump(self._reader, meter, self._settle, max_line=max_line, keepalive=keepalive,
+                             deadline=deadline)
 
     def __iter__(self):
         return self._events
 
     def _settle(self, outcome):
+        self._reader.stop()
         if not self._bill.closed:
             with self._app.app_context():
                 self._bill.close(self._meter.final_usage(self._bill.prompt_estimate), outcome)
@@ -129,41 +137,96 @@ class RelayStream:
         try:
             self._events.close()
         finally:
-            self._response.close()
             self._settle("client_gone")
 
 
-def _pump(response, meter, max_line, settle):
+class _Reader:
+    """Reads the upstream in its own greenlet (a thread without gevent) into a small bounded queue, so
+    the client side can wait with a timeout and send keep-alive comments while the upstream is silent.
+    The bound applies back-pressure: a slow client slows the upstream read instead of filling memory."""
+
+    def __init__(self, response, chunk_size=65536, depth=64):
+        self.response = response
+        self.queue = queue.Queue(maxsize=depth)
+        self._stopped = False
+        self._chunk_size = chunk_size
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            while not self._stopped:
+                chunk = self.response.raw.read1(self._chunk_size, decode_content=True)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as error:  # handed to the client side, which decides what to tell the client
+            self._put(error)
+
+    def _put(self, item):
+        while not self._stopped:
+            try:
+                self.queue.put(item, timeout=1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, timeout):
+        return self.queue.get(timeout=timeout)
+
+    def stop(self):
+        if not self._stopped:
+            self._stopped = True
+            self.response.close()
+
+
+def _pump(reader, meter, settle, *, max_line, keepalive, deadline):
     outcome = "client_gone"
-    pending = b""
+    parts, size = [], 0  # the unfinished last line, kept as pieces: no quadratic copying of huge lines
+    at_boundary = True  # the client has received whole events only, so a keep-alive may end with a blank line
     try:
         while True:
+            wait = keepalive if keepalive > 0 else None
+            if deadline is not None:
+                wait = max(min(wait or math.inf, deadline - time.monotonic()), 0)
             try:
-                chunk = response.raw.read1(65536, decode_content=True)
-            except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError):
+                item = reader.get(wait)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    outcome = "timeout"
+                    yield error_event("the request took longer than RELAY_TIMEOUT", "relay_timeout")
+                    return
+                yield b": keepalive\n\n" if at_boundary else b": keepalive\n"
+                continue
+            if isinstance(item, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
                 outcome = "timeout"
-                yield error_event("the upstream went silent for too long", "upstream_timeout")
+                yield error_event("the upstream went silent for longer than RELAY_IDLE_TIMEOUT", "upstream_timeout")
                 return
-            except (urllib3.exceptions.HTTPError, OSError) as error:
+            if isinstance(item, BaseException):
+                log.warning("upstream stream failed: %s", type(item).__name__)
                 outcome = "upstream_error"
-                yield error_event("the upstream stream broke off: " + scrub(type(error).__name__), "upstream_error")
+                yield error_event("the upstream stream broke off", "upstream_error")
                 return
-            if not chunk:
+            if not item:
                 break
-            pending += chunk
-            cut = pending.rfind(b"\n")
+            cut = item.rfind(b"\n")
             if cut < 0:
-                if len(pending) > max_line:
+                parts.append(item)
+                size += len(item)
+                if size > max_line:
                     outcome = "upstream_error"
                     yield error_event("an upstream event line exceeded STREAM_MAX_LINE_MB", "line_too_long")
                     return
                 continue
-            ready, pending = pending[: cut + 1], pending[cut + 1:]
+            parts.append(item[: cut + 1])
+            ready = b"".join(parts)
+            rest = item[cut + 1:]
+            parts, size = ([rest], len(rest)) if rest else ([], 0)
             data = meter.feed(ready)
             if data:
+                at_boundary = data.endswith(b"\n\n")
                 yield data
-        if pending:
-            data = meter.feed(pending + b"\n")
+        if parts:
+            data = meter.feed(b"".join(parts) + b"\n")
             if data:
                 yield data
         if meter.done or meter.finished:
@@ -174,5 +237,4 @@ def _pump(response, meter, max_line, settle):
             outcome = "upstream_error"
             yield error_event("the upstream closed the stream before it finished", "upstream_cut")
     finally:
-        response.close()
         settle(outcome)
