@@ -2,10 +2,12 @@
 and embeddings, streamed (chunked or close-delimited) or not, and can be told to fail with any status,
 hang before the first byte, pace its chunks, cut a stream, omit usage or send huge lines."""
 
+import email.policy
 import json
 import threading
 import time
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -24,9 +26,25 @@ class Reply:
 
 @dataclass
 class Seen:
-    path: str
+    path: str  # with the query string
     headers: dict
-    body: dict | None
+    body: dict | None  # JSON, or the fields of a multipart form
+    files: dict = field(default_factory=dict)  # multipart files: name -> (filename, bytes)
+
+
+def parse_multipart(content_type, raw):
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    fields, files = {}, {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        if filename is not None:
+            files[name] = (filename, payload)
+        else:
+            fields[name] = payload.decode()
+    return fields, files
 
 
 class MockUpstream:
@@ -71,24 +89,42 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        self.mock.seen.append(Seen(self.path, dict(self.headers), body))
+        files = {}
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            body, files = parse_multipart(content_type, raw)
+        else:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+        self.mock.seen.append(Seen(self.path, dict(self.headers), body, files))
         reply = self.mock.next_reply()
         if reply.delay_first:
             time.sleep(reply.delay_first)
         if reply.status != 200:
-            return self._json(reply.status, reply.error or {"error": {"message": "mock failure", "type": "server_error"}})
+            error = reply.error or {"error": {"message": "mock failure", "type": "server_error"}}
+            return self._json(reply.status, error)
         model = (body or {}).get("model", "")
-        if self.path.endswith("/embeddings"):
+        path = self.path.split("?")[0]
+        if path.endswith(("/images/generations", "/images/edits", "/images/variations")):
+            n = int((body or {}).get("n") or 1)
+            return self._json(200, {"created": int(time.time()),
+                                    "data": [{"url": f"https://images.example/{i}.png"} for i in range(n)]})
+        if path.endswith("/audio/speech"):
+            return self._audio(reply)
+        if path.endswith(("/audio/transcriptions", "/audio/translations")):
+            return self._transcript(reply, (body or {}).get("response_format") or "json")
+        if path.endswith("/moderations"):
+            return self._json(200, {"id": "modr-mock", "model": model,
+                                    "results": [{"flagged": False, "categories": {}, "category_scores": {}}]})
+        if path.endswith("/embeddings"):
             usage = reply.usage or {}
             return self._json(200, {"object": "list", "model": model,
                                     "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
                                     **({"usage": {"prompt_tokens": usage.get("prompt_tokens", 0),
                                                   "total_tokens": usage.get("prompt_tokens", 0)}} if reply.usage else {})})
-        chat = self.path.endswith("/chat/completions")
+        chat = path.endswith("/chat/completions")
         if (body or {}).get("stream"):
             return self._stream(reply, body, chat)
         usage = dict(reply.usage, total_tokens=sum(reply.usage.values())) if reply.usage else None
@@ -99,6 +135,37 @@ class _Handler(BaseHTTPRequestHandler):
         if usage:
             answer["usage"] = usage
         self._json(200, answer)
+
+    def _audio(self, reply):
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/mpeg")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for number in range(3):
+            if reply.pace:
+                time.sleep(reply.pace)
+            self._send(Reply(), b"ID3-audio-part-%d;" % number)
+        self._end(Reply())
+
+    def _transcript(self, reply, response_format):
+        text = reply.content
+        if response_format == "text":
+            return self._raw(200, "text/plain", text.encode())
+        if response_format == "srt":
+            return self._raw(200, "text/plain", f"1\n00:00:00,000 --> 00:00:02,000\n{text}\n".encode())
+        if response_format == "vtt":
+            return self._raw(200, "text/vtt", f"WEBVTT\n\n00:00:00.000 --> 00:00:02.000\n{text}\n".encode())
+        payload = {"text": text}
+        if response_format == "verbose_json":
+            payload.update(task="transcribe", language="english", duration=2.0, segments=[])
+        return self._json(200, payload)
+
+    def _raw(self, status, content_type, data):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _json(self, status, payload):
         data = json.dumps(payload).encode()

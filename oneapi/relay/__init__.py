@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("relay", __name__)
 
-from oneapi.relay import views  # noqa: E402,F401
+from oneapi.relay import dashboard, views  # noqa: E402,F401

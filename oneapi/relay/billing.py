@@ -45,6 +45,7 @@ class Bill:
     channel_type: int = 0
     model: str = ""
     system_prompt_reset: bool = False
+    unit: str = "token"
     closed: bool = False
 
     def attach(self, channel, model, system_prompt_reset):
@@ -52,8 +53,9 @@ class Bill:
         self.channel_id, self.channel_type, self.model = channel.id, channel.type, model
         self.system_prompt_reset = system_prompt_reset
 
-    def close(self, usage, outcome):
-        """Charge `usage` (None: nothing billable happened, refund all) and log once; later calls do nothing."""
+    def close(self, usage, outcome, amount=None):
+        """Charge `usage` by the token formula, or `amount` when the route has its own price, and log it, once.
+        `usage` None: nothing billable happened, so the reservation is refunded. Later calls do nothing."""
         if self.closed:
             return
         self.closed = True
@@ -62,9 +64,12 @@ class Bill:
             return
         model_r = ratios.model_ratio(self.model, self.channel_type)
         completion_r = ratios.completion_ratio(self.model, self.channel_type)
-        amount = ratios.charge(usage.prompt_tokens, usage.completion_tokens, model_r, self.group_ratio, completion_r)
-        content = (f"model ratio {model_r:g} × group ratio {self.group_ratio:g} × completion ratio {completion_r:g}"
-                   + (", usage counted locally" if usage.estimated else ""))
+        if amount is None:
+            amount = ratios.charge(usage.prompt_tokens, usage.completion_tokens, model_r, self.group_ratio, completion_r)
+            content = f"model ratio {model_r:g} × group ratio {self.group_ratio:g} × completion ratio {completion_r:g}"
+        else:
+            content = f"model ratio {model_r:g} × group ratio {self.group_ratio:g}, priced per {self.unit}"
+        content += ", usage counted locally" if usage.estimated else ""
         quota.settle(self.reservation, amount, channel_id=self.channel_id, log={
             "username": self.username, "token_name": self.token_name, "model_name": self.model,
             "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,

@@ -3,7 +3,8 @@
 The upstream URL is base + prefix + the request path without its leading `/v1`: the prefix is `/v1`
 for OpenAI and its look-alikes (`https://api.openai.com` + `/v1` + `/chat/completions`), the vendor's
 own path where it differs (Doubao `/api/v3`), and empty where the base already carries the version
-(OpenAI Compatible, whose base is SDK-style `https://host/v1`). Azure builds its own URL.
+(OpenAI Compatible, whose base is SDK-style `https://host/v1`). Azure builds its own URL
+(adaptors/openai.py).
 """
 
 from dataclasses import dataclass
@@ -55,8 +56,8 @@ _TYPES = [
 ]
 
 TYPES = {t.id: t for t in _TYPES}
-# Types this gateway relays today; Azure's URL scheme and the converting adaptors come with the relay issue.
-RELAYABLE = {t.id for t in _TYPES if t.id != 0 and not t.azure}
+# Types this gateway relays today (the converting adaptors, Anthropic, Gemini, Ollama..., come later).
+RELAYABLE = {t.id for t in _TYPES if t.id != 0}
 
 
 def get(type_id):

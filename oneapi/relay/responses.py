@@ -1,0 +1,128 @@
+"""Turning an upstream's answer into the client's: errors without secrets, plain JSON with usage read
+on the way, server-sent events and binary audio streamed as they arrive."""
+
+import json
+
+from flask import Response, current_app
+
+from oneapi.relay import costs
+from oneapi.relay.billing import Usage
+from oneapi.relay.errors import RelayError, scrub
+from oneapi.relay.streaming import RelayStream, StreamMeter
+from oneapi.relay.upstream import read_body
+from oneapi.services import tokenizer
+
+_MB = 1024 * 1024
+
+
+def error_from_upstream(response, channel):
+    """The upstream's error as a RelayError with its status, type and code, and nothing secret in the text."""
+    body = read_body(response, _MB) or b""
+    response.close()
+    message, error_type, code = f"the upstream answered with status {response.status_code}", "upstream_error", ""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict):
+            message = error.get("message") or message
+            error_type = error.get("type") or error_type
+            code = error.get("code") or ""
+        elif isinstance(error, str):
+            message = error
+        else:
+            message = next((parsed[k] for k in ("message", "msg", "err", "error_msg") if isinstance(parsed.get(k), str)),
+                           message)
+    # The upstream refusing our channel's key is not the client's authentication failure.
+    status = 502 if response.status_code == 401 else response.status_code
+    return RelayError(status, scrub(message, (channel.key,)), code if isinstance(code, (str, int)) else "",
+                      error_type if isinstance(error_type, str) else "upstream_error")
+
+
+def stream_response(response, prepared, bill):
+    config = current_app.config
+    total = config["RELAY_TIMEOUT"]
+    body = RelayStream(current_app._get_current_object(), response, StreamMeter(prepared.model, prepared.strip_usage),
+                       bill, max_line=int(config["STREAM_MAX_LINE_MB"] * _MB),
+                       keepalive=config["STREAM_KEEPALIVE_SECONDS"],
+                       deadline=bill.started + total if total > 0 else None)
+    return Response(body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def plain_response(response, bill, mode, incoming, fixed):
+    data = read_body(response, int(current_app.config["RELAY_MAX_RESPONSE_MB"] * _MB))
+    response.close()
+    if data is None:
+        bill.close(Usage(bill.prompt_estimate, 0, estimated=True), "upstream_error", fixed)
+        raise RelayError(502, "the upstream's answer is larger than RELAY_MAX_RESPONSE_MB", "response_too_large")
+    if mode.billing == "audio_text":
+        tokens = costs.transcript_tokens(data, incoming.body.get("response_format"), bill.model)
+        bill.close(Usage(tokens, 0), "done")
+    elif fixed is not None:
+        bill.close(Usage(0, 0), "done", fixed)
+    else:
+        bill.close(_usage_of(data, bill), "done")
+    return Response(data, status=response.status_code,
+                    content_type=response.headers.get("Content-Type", "application/json"))
+
+
+def _usage_of(data, bill):
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return Usage(bill.prompt_estimate, 0, estimated=True)
+    usage = Usage.from_json(parsed.get("usage"))
+    if usage is not None:
+        return usage
+    texts = []
+    for choice in parsed.get("choices") or ():
+        if isinstance(choice, dict):
+            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            text = message.get("content") if isinstance(message.get("content"), str) else choice.get("text")
+            if isinstance(text, str):
+                texts.append(text)
+    return Usage(bill.prompt_estimate, tokenizer.count_text("".join(texts), bill.model), estimated=True)
+
+
+class _BinaryStream:
+    """Audio bytes passed through as they arrive; the price was known before the call. Settled when the
+    bytes end, or when the server closes the body (the client went away)."""
+
+    def __init__(self, app, response, bill, amount):
+        self._app, self._response, self._bill, self._amount = app, response, bill, amount
+
+    def __iter__(self):
+        outcome = "client_gone"
+        try:
+            while True:
+                chunk = self._response.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    outcome = "done"
+                    return
+                yield chunk
+        except Exception:  # socket and urllib3 protocol errors: the upstream broke off
+            outcome = "upstream_error"
+        finally:
+            self._settle(outcome)
+
+    def _settle(self, outcome):
+        self._response.close()
+        if not self._bill.closed:
+            with self._app.app_context():
+                self._bill.close(Usage(0, 0), outcome, self._amount)
+
+    def close(self):
+        self._settle("client_gone")
+
+
+def binary_response(response, bill, amount):
+    body = _BinaryStream(current_app._get_current_object(), response, bill, amount)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(body, status=response.status_code,
+                    content_type=response.headers.get("Content-Type", "application/octet-stream"), headers=headers)
+
+
