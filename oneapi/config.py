@@ -121,6 +121,9 @@ def load(env=None, port=None, log_dir=None):
         "RELAY_MAX_RESPONSE_MB": _float(env.get("RELAY_MAX_RESPONSE_MB"), 128),
         "STREAM_MAX_LINE_MB": _float(env.get("STREAM_MAX_LINE_MB"), 128),
         "STREAM_KEEPALIVE_SECONDS": _float(env.get("STREAM_KEEPALIVE_SECONDS"), 15),
+        # After a client disconnects, how long and how much to keep reading the upstream for its usage.
+        "STREAM_DRAIN_SECONDS": _float(env.get("STREAM_DRAIN_SECONDS"), 60),
+        "STREAM_DRAIN_MB": _float(env.get("STREAM_DRAIN_MB"), 16),
         "ENFORCE_INCLUDE_USAGE": _bool(env.get("ENFORCE_INCLUDE_USAGE")),
         "USER_CONTENT_REQUEST_PROXY": env.get("USER_CONTENT_REQUEST_PROXY", ""),
         "USER_CONTENT_REQUEST_TIMEOUT": _int(env.get("USER_CONTENT_REQUEST_TIMEOUT"), 30),

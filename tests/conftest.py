@@ -123,10 +123,16 @@ def wait_for(url, process, seconds=60):
 
 class LiveServer:
     def __init__(self, command, port, env, log_path):
+        self.env = env
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(self.url + "/api/status", self.process)
+
+    def app(self):
+        """An app on the server's database, to look at what the server wrote."""
+        return create_app({"SQL_DSN": self.env["SQL_DSN"], "SQLITE_PATH": self.env["SQLITE_PATH"],
+                           "DATA_DIR": self.env["DATA_DIR"]})
 
     def stop(self):
         self.process.terminate()

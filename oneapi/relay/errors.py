@@ -15,8 +15,9 @@ class RelayError(Exception):
         self.param = param
 
 
-def error_body(message, type="one_api_error", code="", param=""):
-    request_id = g.get("request_id", "")
+def error_body(message, type="one_api_error", code="", param="", request_id=None):
+    if request_id is None:
+        request_id = g.get("request_id", "")
     if request_id:
         message = f"{message} (request id: {request_id})"
     return {"error": {"message": message, "type": type, "param": param, "code": code}}

@@ -107,25 +107,59 @@ class StreamMeter:
         return Usage(prompt_estimate, self.completion_tokens(), estimated=True)
 
 
-def error_event(message, code):
-    return b"data: " + json.dumps(error_body(message, "upstream_error", code)).encode() + b"\n\n"
+def error_event(message, code, request_id):
+    return b"data: " + json.dumps(error_body(message, "upstream_error", code, request_id=request_id)).encode() + b"\n\n"
 
 
 class RelayStream:
     """The client's response body. It settles the bill however the stream ends, including when the server
-    closes it before it was ever iterated (a generator's `finally` would not run then)."""
+    closes it before it was ever iterated (a generator's `finally` would not run then).
 
-    def __init__(self, app, response, meter, bill, *, max_line, keepalive, deadline):
+    When the client goes away first, the upstream is still read, within `drain_seconds` and `drain_bytes`,
+    in the background: the upstream bills the whole answer, so we want its usage to bill it too.
+    """
+
+    def __init__(self, app, response, meter, bill, *, max_line, keepalive, deadline, drain_seconds=0, drain_bytes=0):
         self._app = app
-        self._response = response
         self._meter = meter
         self._bill = bill
+        self._drain = (drain_seconds, drain_bytes)
+        self._ending = False
         self._reader = _Reader(response)
-        self._events = _pump(self._reader, meter, self._settle, max_line=max_line, keepalive=keepalive,
-                             deadline=deadline)
+        self._events = _pump(self._reader, meter, self._end, max_line=max_line, keepalive=keepalive,
+                             deadline=deadline, request_id=bill.reservation.request_id)
 
     def __iter__(self):
         return self._events
+
+    def _end(self, outcome):
+        if self._ending:
+            return
+        self._ending = True
+        seconds, size = self._drain
+        if outcome == "client_gone" and seconds > 0 and size > 0:
+            threading.Thread(target=self._drain_then_settle, args=(seconds, size), daemon=True).start()
+        else:
+            self._settle(outcome)
+
+    def _drain_then_settle(self, seconds, size):
+        deadline, read = time.monotonic() + seconds, 0
+        try:
+            while read <= size and self._meter.usage is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                item = self._reader.get(remaining)
+                if not item or isinstance(item, BaseException):
+                    break
+                read += len(item)
+                self._meter.feed(item)
+        except queue.Empty:
+            pass
+        except Exception:
+            log.exception("draining an abandoned stream failed")
+        finally:
+            self._settle("client_gone")
 
     def _settle(self, outcome):
         self._reader.stop()
@@ -137,7 +171,7 @@ class RelayStream:
         try:
             self._events.close()
         finally:
-            self._settle("client_gone")
+            self._end("client_gone")
 
 
 class _Reader:
@@ -179,7 +213,7 @@ class _Reader:
             self.response.close()
 
 
-def _pump(reader, meter, settle, *, max_line, keepalive, deadline):
+def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):
     outcome = "client_gone"
     parts, size = [], 0  # the unfinished last line, kept as pieces: no quadratic copying of huge lines
     at_boundary = True  # the client has received whole events only, so a keep-alive may end with a blank line
@@ -193,18 +227,18 @@ def _pump(reader, meter, settle, *, max_line, keepalive, deadline):
             except queue.Empty:
                 if deadline is not None and time.monotonic() >= deadline:
                     outcome = "timeout"
-                    yield error_event("the request took longer than RELAY_TIMEOUT", "relay_timeout")
+                    yield error_event("the request took longer than RELAY_TIMEOUT", "relay_timeout", request_id)
                     return
                 yield b": keepalive\n\n" if at_boundary else b": keepalive\n"
                 continue
             if isinstance(item, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
                 outcome = "timeout"
-                yield error_event("the upstream went silent for longer than RELAY_IDLE_TIMEOUT", "upstream_timeout")
+                yield error_event("the upstream went silent for longer than RELAY_IDLE_TIMEOUT", "upstream_timeout", request_id)
                 return
             if isinstance(item, BaseException):
                 log.warning("upstream stream failed: %s", type(item).__name__)
                 outcome = "upstream_error"
-                yield error_event("the upstream stream broke off", "upstream_error")
+                yield error_event("the upstream stream broke off", "upstream_error", request_id)
                 return
             if not item:
                 break
@@ -214,7 +248,7 @@ def _pump(reader, meter, settle, *, max_line, keepalive, deadline):
                 size += len(item)
                 if size > max_line:
                     outcome = "upstream_error"
-                    yield error_event("an upstream event line exceeded STREAM_MAX_LINE_MB", "line_too_long")
+                    yield error_event("an upstream event line exceeded STREAM_MAX_LINE_MB", "line_too_long", request_id)
                     return
                 continue
             parts.append(item[: cut + 1])
@@ -235,6 +269,6 @@ def _pump(reader, meter, settle, *, max_line, keepalive, deadline):
             outcome = "done"
         else:
             outcome = "upstream_error"
-            yield error_event("the upstream closed the stream before it finished", "upstream_cut")
+            yield error_event("the upstream closed the stream before it finished", "upstream_cut", request_id)
     finally:
-        settle(outcome)
+        end(outcome)
