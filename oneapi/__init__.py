@@ -36,13 +36,16 @@ def create_app(overrides=None, *, port=None, log_dir=None):
 
     from oneapi.auth import bp as auth_bp
     from oneapi.channels import bp as channels_bp
+    from oneapi.logs import bp as logs_bp
     from oneapi.options import bp as options_bp
+    from oneapi.redemptions import bp as redemptions_bp
     from oneapi.relay import bp as relay_bp
     from oneapi.tokens import bp as tokens_bp
     from oneapi.users import bp as users_bp
     from oneapi.web import bp as web_bp
 
-    for blueprint in (auth_bp, users_bp, tokens_bp, channels_bp, options_bp, relay_bp, web_bp):
+    for blueprint in (auth_bp, users_bp, tokens_bp, channels_bp, redemptions_bp, logs_bp, options_bp, relay_bp,
+                      web_bp):
         app.register_blueprint(blueprint)
 
     plumbing.register_hooks(app)

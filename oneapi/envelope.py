@@ -63,3 +63,8 @@ def field(body, name, kind, *, default=None, required=False):
     if kind is str and not isinstance(value, str):
         raise ApiError(f"{name} must be a string")
     return value
+
+
+def like_prefix(value):
+    """A LIKE pattern matching values that start with `value`, its wildcards escaped (use escape="\\")."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -20,3 +20,8 @@ class Redemption(db.Model):
     created_time: Mapped[int] = mapped_column(BigInteger, default=lambda: int(time.time()))
     redeemed_time: Mapped[int] = mapped_column(BigInteger, default=0)
     redeemed_by: Mapped[int] = mapped_column(Integer, default=0)  # ours: the user who redeemed it
+
+    def to_dict(self):
+        return {"id": self.id, "user_id": self.user_id, "key": self.key, "status": self.status, "name": self.name,
+                "quota": self.quota, "created_time": self.created_time, "redeemed_time": self.redeemed_time,
+                "redeemed_by": self.redeemed_by}
