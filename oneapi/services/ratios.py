@@ -13,22 +13,39 @@ from oneapi.services import options
 
 log = logging.getLogger(__name__)
 
-# $ per 1M input tokens / 2. The billing issue brings this table up to date; these are the spec's values.
-DEFAULT_MODEL_RATIO = {
-    "gpt-3.5-turbo": 0.25, "gpt-3.5-turbo-0125": 0.25, "gpt-3.5-turbo-1106": 0.5, "gpt-3.5-turbo-instruct": 0.75,
-    "gpt-4": 15, "gpt-4-32k": 30, "gpt-4-turbo": 5, "gpt-4-turbo-2024-04-09": 5,
-    "gpt-4o": 2.5, "gpt-4o-2024-05-13": 2.5, "gpt-4o-2024-08-06": 1.25, "gpt-4o-2024-11-20": 1.25,
-    "chatgpt-4o-latest": 2.5, "gpt-4o-mini": 0.075, "gpt-4o-mini-2024-07-18": 0.075,
-    "gpt-4.1": 1, "gpt-4.1-mini": 0.2, "gpt-4.1-nano": 0.05,
-    "o1": 7.5, "o1-mini": 1.5, "o3-mini": 0.55, "o3": 1, "o4-mini": 0.55,
-    "text-embedding-ada-002": 0.05, "text-embedding-3-small": 0.01, "text-embedding-3-large": 0.065,
+# Model ratio = US$ per 1M input tokens ÷ 2 (list prices, late 2025). Completion ratio = output price ÷ input
+# price. A saved ModelRatio / CompletionRatio option is merged over these; "name(channel type)" keys win.
+_PRICES = {  # model: ($ per 1M input, $ per 1M output)
+    "gpt-3.5-turbo": (0.5, 1.5), "gpt-3.5-turbo-0125": (0.5, 1.5), "gpt-3.5-turbo-1106": (1, 2),
+    "gpt-3.5-turbo-instruct": (1.5, 2),
+    "gpt-4": (30, 60), "gpt-4-32k": (60, 120), "gpt-4-turbo": (10, 30), "gpt-4-turbo-2024-04-09": (10, 30),
+    "gpt-4o": (2.5, 10), "gpt-4o-2024-05-13": (5, 15), "gpt-4o-2024-08-06": (2.5, 10), "gpt-4o-2024-11-20": (2.5, 10),
+    "chatgpt-4o-latest": (5, 15), "gpt-4o-mini": (0.15, 0.6), "gpt-4o-mini-2024-07-18": (0.15, 0.6),
+    "gpt-4.1": (2, 8), "gpt-4.1-mini": (0.4, 1.6), "gpt-4.1-nano": (0.1, 0.4),
+    "gpt-5": (1.25, 10), "gpt-5-mini": (0.25, 2), "gpt-5-nano": (0.05, 0.4), "gpt-5-chat-latest": (1.25, 10),
+    "o1": (15, 60), "o1-mini": (1.1, 4.4), "o3": (2, 8), "o3-mini": (1.1, 4.4), "o4-mini": (1.1, 4.4),
+    "text-embedding-ada-002": (0.1, 0), "text-embedding-3-small": (0.02, 0), "text-embedding-3-large": (0.13, 0),
+    "claude-3-haiku-20240307": (0.25, 1.25), "claude-3-5-haiku-20241022": (0.8, 4),
+    "claude-3-5-sonnet-20240620": (3, 15), "claude-3-5-sonnet-20241022": (3, 15), "claude-3-7-sonnet-20250219": (3, 15),
+    "claude-sonnet-4-20250514": (3, 15), "claude-sonnet-4-5": (3, 15), "claude-3-opus-20240229": (15, 75),
+    "claude-opus-4-20250514": (15, 75), "claude-opus-4-1": (15, 75), "claude-haiku-4-5": (1, 5),
+    "gemini-1.5-pro": (1.25, 5), "gemini-1.5-flash": (0.075, 0.3), "gemini-2.0-flash": (0.1, 0.4),
+    "gemini-2.0-flash-lite": (0.075, 0.3), "gemini-2.5-pro": (1.25, 10), "gemini-2.5-flash": (0.3, 2.5),
+    "gemini-2.5-flash-lite": (0.1, 0.4),
+    "deepseek-chat": (0.27, 1.1), "deepseek-reasoner": (0.55, 2.19),
+    "mistral-large-latest": (2, 6), "mistral-small-latest": (0.2, 0.6), "grok-3": (3, 15), "grok-3-mini": (0.3, 0.5),
+}
+# Priced per request kind rather than per token (routes/costs.py applies them).
+_OTHER_RATIOS = {
     "text-moderation-latest": 0.1, "text-moderation-stable": 0.1, "omni-moderation-latest": 0.1,
     "whisper-1": 15, "tts-1": 7.5, "tts-1-hd": 15, "dall-e-2": 10, "dall-e-3": 20,
-    "claude-3-haiku-20240307": 0.125, "claude-3-5-sonnet-20241022": 1.5, "claude-3-opus-20240229": 7.5,
-    "gemini-1.5-pro": 0.625, "gemini-1.5-flash": 0.0375, "gemini-2.0-flash": 0.075,
-    "deepseek-chat": 0.07, "deepseek-reasoner": 0.275,
 }
-DEFAULT_COMPLETION_RATIO = {"deepseek-chat": 2, "deepseek-reasoner": 3.98, "whisper-1": 0}
+DEFAULT_MODEL_RATIO = {**{m: Decimal(str(i)) / 2 for m, (i, _) in _PRICES.items()},
+                       **{m: Decimal(str(r)) for m, r in _OTHER_RATIOS.items()}}
+DEFAULT_COMPLETION_RATIO = {
+    **{m: (Decimal(str(o)) / Decimal(str(i))).quantize(Decimal("0.0001")) for m, (i, o) in _PRICES.items() if o},
+    "whisper-1": 0,
+}
 UNKNOWN_MODEL_RATIO = 30  # the original's fallback for a model nobody priced
 
 
