@@ -65,6 +65,7 @@ def field(body, name, kind, *, default=None, required=False):
     return value
 
 
-def like_prefix(value):
-    """A LIKE pattern matching values that start with `value`, its wildcards escaped (use escape="\\")."""
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def starts_with(column, text):
+    """`column LIKE 'text%'` with the wildcards in `text` escaped, so user input matches only itself."""
+    pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return column.like(pattern, escape="\\")

@@ -6,7 +6,7 @@ from flask import request
 from sqlalchemy import delete, func, or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import ApiError, like_prefix, ok, page
+from oneapi.envelope import ApiError, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.logs import bp
 from oneapi.models import Log, LogType
@@ -93,7 +93,7 @@ def own_stat():
 
 def _search(extra):
     keyword = request.args.get("keyword", "")
-    clauses = [Log.content.like(like_prefix(keyword), escape="\\")]
+    clauses = [starts_with(Log.content, keyword)]
     if keyword.isdigit():
         clauses.append(Log.type == int(keyword))
     rows = db.session.scalars(select(Log).where(or_(*clauses), *extra).order_by(Log.id.desc()).limit(MAX_SEARCH))

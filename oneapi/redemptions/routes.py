@@ -6,10 +6,10 @@ import io
 import uuid
 
 from flask import Response, request
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import ApiError, field, json_object, ok, page
+from oneapi.envelope import ApiError, field, json_object, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import Redemption, User
 from oneapi.models.user import ROLE_ADMIN, ROLE_COMMON, ROLE_ROOT
@@ -24,6 +24,17 @@ MAX_BATCH = 100
 def list_redemptions():
     offset, limit = page()
     rows = db.session.scalars(select(Redemption).order_by(Redemption.id.desc()).offset(offset).limit(limit))
+    return ok([r.to_dict() for r in rows])
+
+
+@bp.get("/api/redemption/search")
+@require_role(ROLE_ADMIN)
+def search_redemptions():
+    keyword = request.args.get("keyword", "").strip()
+    clauses = [starts_with(Redemption.name, keyword)]
+    if keyword.isdigit():
+        clauses.append(Redemption.id == int(keyword))
+    rows = db.session.scalars(select(Redemption).where(or_(*clauses)).order_by(Redemption.id.desc()).limit(100))
     return ok([r.to_dict() for r in rows])
 
 

@@ -7,7 +7,7 @@ from flask import request
 from sqlalchemy import select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import ApiError, field, json_object, ok, page
+from oneapi.envelope import ApiError, field, json_object, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import Token
 from oneapi.models.token import TOKEN_ENABLED, generate_key
@@ -79,6 +79,15 @@ def request_order():
     if order == "used_quota":
         return (Token.used_quota.desc(), Token.id.desc())
     return (Token.id.desc(),)
+
+
+@bp.get("/api/token/search")
+@require_role(ROLE_COMMON)
+def search_tokens():
+    keyword = request.args.get("keyword", "").strip()
+    rows = db.session.scalars(select(Token).where(Token.user_id == caller().id, starts_with(Token.name, keyword))
+                              .order_by(Token.id.desc()).limit(100))
+    return ok([t.to_dict() for t in rows])
 
 
 @bp.get("/api/token/<int:token_id>")

@@ -2,4 +2,4 @@ from flask import Blueprint
 
 bp = Blueprint("users", __name__)
 
-from oneapi.users import routes  # noqa: E402,F401
+from oneapi.users import admin, routes  # noqa: E402,F401
