@@ -35,7 +35,7 @@ def _float(value, default):
 
 
 _GO_MYSQL_DSN = re.compile(
-    r"^(?P<user>[^:@/]*)(?::(?P<password>[^@]*))?@tcp\((?P<host>[^)]+)\)/(?P<db>[^?]*)(?:\?(?P<params>.*))?$"
+    r"^(?P<user>[^:@/]*)(?::(?P<password>.*))?@tcp\((?P<host>[^)]+)\)/(?P<db>[^?]*)(?:\?(?P<params>.*))?$"
 )
 
 

@@ -76,10 +76,6 @@ class User(UserMixin, db.Model):
         self.aff_code = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(4))
         return self.aff_code
 
-    @property
-    def is_active(self):
-        return self.status == STATUS_ENABLED
-
     def to_dict(self):
         """The original's user JSON, minus the two secrets (spec §12.2): they come back empty."""
         return {

@@ -37,8 +37,9 @@ def error_from_upstream(response, channel):
                            message)
     # The upstream refusing our channel's key is not the client's authentication failure.
     status = 502 if response.status_code == 401 else response.status_code
-    return RelayError(status, scrub(message, (channel.key,)), code if isinstance(code, (str, int)) else "",
-                      error_type if isinstance(error_type, str) else "upstream_error")
+    code = scrub(code, (channel.key,))[:64] if isinstance(code, (str, int)) and not isinstance(code, bool) else ""
+    error_type = scrub(error_type, (channel.key,))[:64] if isinstance(error_type, str) else "upstream_error"
+    return RelayError(status, scrub(message, (channel.key,)), code, error_type)
 
 
 def stream_response(response, prepared, bill):
