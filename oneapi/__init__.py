@@ -37,6 +37,7 @@ def create_app(overrides=None, *, port=None, log_dir=None):
     from oneapi.auth import bp as auth_bp
     from oneapi.channels import bp as channels_bp
     from oneapi.logs import bp as logs_bp
+    from oneapi.openapi import bp as openapi_bp
     from oneapi.options import bp as options_bp
     from oneapi.redemptions import bp as redemptions_bp
     from oneapi.relay import bp as relay_bp
@@ -45,7 +46,7 @@ def create_app(overrides=None, *, port=None, log_dir=None):
     from oneapi.web import bp as web_bp
 
     for blueprint in (auth_bp, users_bp, tokens_bp, channels_bp, redemptions_bp, logs_bp, options_bp, relay_bp,
-                      web_bp):
+                      web_bp, openapi_bp):
         app.register_blueprint(blueprint)
 
     plumbing.register_hooks(app)

@@ -43,8 +43,8 @@ def _validate(values):
                 raise ApiError(f"{name} must be a JSON object")
             if name == "config" and parsed.get("proxy"):
                 proxy = urlparse(str(parsed["proxy"]))
-                if proxy.scheme not in ("http", "https", "socks5", "socks5h") or not proxy.netloc:
-                    raise ApiError("config.proxy must be an http://, https:// or socks5:// URL")
+                if proxy.scheme not in ("http", "https") or not proxy.netloc:
+                    raise ApiError("config.proxy must be an http:// or https:// URL")
     if "group" in values and any(len(g.strip()) > 32 for g in values["group"].split(",")):
         raise ApiError("group: each group name must be at most 32 characters")
     if "weight" in values and values["weight"] < 0:

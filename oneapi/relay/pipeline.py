@@ -7,7 +7,6 @@ however it ends, or settled or refunded here.
 
 import logging
 
-import requests
 from flask import current_app, g, request
 
 from oneapi.relay import adaptors, channel_types, costs
@@ -16,7 +15,7 @@ from oneapi.relay.auth import Caller, authenticate
 from oneapi.relay.billing import Bill
 from oneapi.relay.errors import RelayError
 from oneapi.relay.responses import binary_response, error_from_upstream, plain_response, stream_response
-from oneapi.relay.upstream import send
+from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, send
 from oneapi.services import options, quota, ratios, routing, tokenizer
 
 log = logging.getLogger(__name__)
@@ -147,12 +146,12 @@ def _send_with_retries(route, mode, incoming):
         try:
             response = send(prepared.url, prepared.headers, prepared.body, connect_timeout=config["RELAY_CONNECT_TIMEOUT"],
                             idle_timeout=config["RELAY_IDLE_TIMEOUT"], proxy=proxy)
-        except requests.exceptions.Timeout:
+        except UpstreamTimeout:
             log.warning("channel %s timed out", channel.id)
             last_error = RelayError(504, "the upstream did not answer in time", "upstream_timeout")
             continue
-        except requests.exceptions.RequestException as error:
-            log.warning("channel %s unreachable: %s", channel.id, type(error).__name__)
+        except UpstreamUnreachable as error:
+            log.warning("channel %s unreachable: %s", channel.id, error)
             last_error = RelayError(502, "the upstream could not be reached", "upstream_unreachable")
             continue
         if 200 <= response.status_code < 300:

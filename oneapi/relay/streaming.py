@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 
-import requests
 import urllib3
 
 from oneapi.relay.billing import Usage
@@ -231,7 +230,7 @@ def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):
                     return
                 yield b": keepalive\n\n" if at_boundary else b": keepalive\n"
                 continue
-            if isinstance(item, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+            if isinstance(item, (urllib3.exceptions.TimeoutError, TimeoutError)):
                 outcome = "timeout"
                 yield error_event("the upstream went silent for longer than RELAY_IDLE_TIMEOUT", "upstream_timeout", request_id)
                 return

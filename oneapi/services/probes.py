@@ -15,7 +15,7 @@ from oneapi.relay import adaptors, channel_types
 from oneapi.relay.errors import scrub
 from oneapi.relay.incoming import Incoming
 from oneapi.relay.modes import CHAT
-from oneapi.relay.upstream import read_body, send, session
+from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, read_body, send, session
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def test_channel(channel, wanted_model=""):
             error = parsed.get("error") if isinstance(parsed, dict) else None
             detail = error.get("message") if isinstance(error, dict) else f"status {response.status_code}"
             message = f"status {response.status_code}: {detail}"
-    except requests.RequestException as error:
-        message = f"request failed: {type(error).__name__}"
+    except (UpstreamTimeout, UpstreamUnreachable) as error:
+        message = f"request failed: {type(error).__name__}: {error}"
     except ValueError:
         message = "the answer is not JSON"
     seconds = time.monotonic() - started

@@ -9,7 +9,7 @@ second worker can never bill the same request twice.
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import bindparam, case, select, update
 
 from oneapi.extensions import db
 from oneapi.models import Channel, Log, LogType, QuotaReservation, Token, User
@@ -34,41 +34,60 @@ class Reservation:
     limited_token: bool
 
 
+# The hot-path statements, built once: Core on the tables, so each execution is a cached compile and one
+# round trip, with none of the ORM's per-statement work (it was most of a request's CPU).
+_tokens, _users, _channels = Token.__table__, User.__table__, Channel.__table__
+_reservations, _logs = QuotaReservation.__table__, Log.__table__
+_n, _id = bindparam("n"), bindparam("row_id")
+_TAKE_TOKEN = (_tokens.update().where(_tokens.c.id == _id, _tokens.c.remain_quota >= _n)
+               .values(remain_quota=_tokens.c.remain_quota - _n, accessed_time=bindparam("now")))
+_TAKE_USER = _users.update().where(_users.c.id == _id, _users.c.quota >= _n).values(quota=_users.c.quota - _n)
+_HOLD = _reservations.insert()
+_RELEASE = _reservations.delete().where(_reservations.c.request_id == bindparam("rid"))
+
+
+def _adjusted(column, delta):
+    """column - delta, never below zero: a shortfall past the reservation takes what is left."""
+    return case((column >= delta, column - delta), else_=0)
+
+
+_SETTLE_TOKEN = {  # by (limited token, delta > 0)
+    (True, True): _tokens.update().where(_tokens.c.id == _id).values(
+        remain_quota=_adjusted(_tokens.c.remain_quota, bindparam("delta")),
+        used_quota=_tokens.c.used_quota + _n, accessed_time=bindparam("now")),
+    (True, False): _tokens.update().where(_tokens.c.id == _id).values(
+        remain_quota=_tokens.c.remain_quota + bindparam("refund"),
+        used_quota=_tokens.c.used_quota + _n, accessed_time=bindparam("now")),
+    (False, True): _tokens.update().where(_tokens.c.id == _id).values(
+        used_quota=_tokens.c.used_quota + _n, accessed_time=bindparam("now")),
+}
+_SETTLE_TOKEN[(False, False)] = _SETTLE_TOKEN[(False, True)]
+_SETTLE_USER = {  # by delta > 0
+    True: _users.update().where(_users.c.id == _id).values(
+        quota=_adjusted(_users.c.quota, bindparam("delta")), used_quota=_users.c.used_quota + _n,
+        request_count=_users.c.request_count + bindparam("count")),
+    False: _users.update().where(_users.c.id == _id).values(
+        quota=_users.c.quota + bindparam("refund"), used_quota=_users.c.used_quota + _n,
+        request_count=_users.c.request_count + bindparam("count")),
+}
+_CHARGE_CHANNEL = _channels.update().where(_channels.c.id == _id).values(used_quota=_channels.c.used_quota + _n)
+_LOG_DEFAULTS = {"content": "", "username": "", "token_name": "", "model_name": "", "prompt_tokens": 0,
+                 "completion_tokens": 0, "elapsed_time": 0, "is_stream": False, "system_prompt_reset": False,
+                 "outcome": "", "usage_estimated": False}
+_ADD_LOG = _logs.insert()
+
+
 def reserve(request_id, user_id, token_id, amount, limited_token):
     amount = max(int(amount), 0)
     now = int(time.time())
-    try:
-        if limited_token:
-            taken = db.session.execute(
-                update(Token)
-                .where(Token.id == token_id, Token.remain_quota >= amount)
-                .values(remain_quota=Token.remain_quota - amount, accessed_time=now),
-                execution_options=_NO_SYNC,
-            ).rowcount
-            if taken != 1:
-                raise QuotaExceeded("token")
-        taken = db.session.execute(
-            update(User).where(User.id == user_id, User.quota >= amount).values(quota=User.quota - amount),
-            execution_options=_NO_SYNC,
-        ).rowcount
-        if taken != 1:
+    with db.engine.begin() as conn:  # one short transaction; rolled back whole if either balance is short
+        if limited_token and conn.execute(_TAKE_TOKEN, {"row_id": token_id, "n": amount, "now": now}).rowcount != 1:
+            raise QuotaExceeded("token")
+        if conn.execute(_TAKE_USER, {"row_id": user_id, "n": amount}).rowcount != 1:
             raise QuotaExceeded("user")
-        db.session.add(QuotaReservation(
-            request_id=request_id, user_id=user_id, token_id=token_id,
-            token_quota=amount if limited_token else 0, user_quota=amount, created_at=now,
-        ))
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+        conn.execute(_HOLD, {"request_id": request_id, "user_id": user_id, "token_id": token_id,
+                             "token_quota": amount if limited_token else 0, "user_quota": amount, "created_at": now})
     return Reservation(request_id, user_id, token_id, amount, limited_token)
-
-
-def _adjust(column, delta):
-    """column - delta, never below zero: a shortfall past the reservation takes what is left."""
-    if delta <= 0:
-        return column + (-delta)
-    return case((column >= delta, column - delta), else_=0)
 
 
 def settle(reservation, quota, *, log=None, channel_id=0, count_request=True):
@@ -79,36 +98,18 @@ def settle(reservation, quota, *, log=None, channel_id=0, count_request=True):
     quota = max(int(quota), 0)
     delta = quota - reservation.amount
     now = int(time.time())
-    try:
-        gone = db.session.execute(
-            delete(QuotaReservation).where(QuotaReservation.request_id == reservation.request_id),
-            execution_options=_NO_SYNC,
-        ).rowcount
-        if gone != 1:
-            db.session.rollback()
-            return False
-        token_values = {"used_quota": Token.used_quota + quota, "accessed_time": now}
-        if reservation.limited_token:
-            token_values["remain_quota"] = _adjust(Token.remain_quota, delta)
-        db.session.execute(update(Token).where(Token.id == reservation.token_id).values(**token_values),
-                           execution_options=_NO_SYNC)
-        user_values = {"quota": _adjust(User.quota, delta), "used_quota": User.used_quota + quota}
-        if count_request:
-            user_values["request_count"] = User.request_count + 1
-        db.session.execute(update(User).where(User.id == reservation.user_id).values(**user_values),
-                           execution_options=_NO_SYNC)
+    params = {"n": quota, "delta": delta, "refund": -delta, "now": now}
+    with db.engine.begin() as conn:
+        if conn.execute(_RELEASE, {"rid": reservation.request_id}).rowcount != 1:
+            return False  # already settled: by another finally, a retry, or the stale-reservation sweep
+        conn.execute(_SETTLE_TOKEN[(reservation.limited_token, delta > 0)], {**params, "row_id": reservation.token_id})
+        conn.execute(_SETTLE_USER[delta > 0], {**params, "row_id": reservation.user_id, "count": int(count_request)})
         if channel_id and quota:
-            db.session.execute(update(Channel).where(Channel.id == channel_id)
-                               .values(used_quota=Channel.used_quota + quota), execution_options=_NO_SYNC)
+            conn.execute(_CHARGE_CHANNEL, {"row_id": channel_id, "n": quota})
         if log is not None and options.current().bool("LogConsumeEnabled"):
-            db.session.add(Log(
-                type=LogType.CONSUME, user_id=reservation.user_id, token_id=reservation.token_id,
-                channel_id=channel_id, quota=quota, request_id=reservation.request_id, created_at=now, **log,
-            ))
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+            conn.execute(_ADD_LOG, {**_LOG_DEFAULTS, **log, "type": int(LogType.CONSUME), "user_id": reservation.user_id,
+                                    "token_id": reservation.token_id, "channel_id": channel_id, "quota": quota,
+                                    "request_id": reservation.request_id, "created_at": now})
     return True
 
 
