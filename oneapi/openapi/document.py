@@ -216,18 +216,19 @@ def _routes():
                                           ok=_json(s.ref("ModelList")))),
         ("get", "/api/channel/test", op("testAllChannels", "Test every channel in the background", ADMIN,
                                         "channels", params=(query("scope", s.text(enum=["all", "disabled"]),
-                                                                  "which channels (default all)"),))),
+                                                                  "which channels (default all)"),),
+                                        errors=("400",))),
         ("get", "/api/channel/test/{channel_id}", op(
             "testChannel", "Test one channel now", ADMIN, "channels",
             params=(path_id("channel_id", "channel"), query("model", s.STRING, "model to try")),
-            ok=_json({"oneOf": [s.ref("ChannelTestResult"), s.ref("Error")]}))),
+            ok=_json({"anyOf": [s.ref("ChannelTestResult"), s.ref("Error")]}))),
         ("get", "/api/channel/update_balance", op("updateAllBalances", "Query every enabled channel's balance",
                                                   ADMIN, "channels",
                                                   data={"type": "object", "additionalProperties": {}},
                                                   description="`data` maps channel id to balance (USD) or error.")),
         ("get", "/api/channel/update_balance/{channel_id}", op(
             "updateBalance", "Query one channel's balance", ADMIN, "channels",
-            params=(path_id("channel_id", "channel"),), ok=_json({"oneOf": [s.ref("BalanceResult"), s.ref("Error")]}))),
+            params=(path_id("channel_id", "channel"),), ok=_json({"anyOf": [s.ref("BalanceResult"), s.ref("Error")]}))),
         # ---- redemptions
         ("get", "/api/redemption/", op("listRedemptions", "Redemption codes, a page at a time", ADMIN,
                                        "redemptions", params=(P, PAGE_SIZE), data=array(s.ref("Redemption")))),

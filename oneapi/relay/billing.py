@@ -36,10 +36,10 @@ class Usage:
 class Bill:
     reservation: quota.Reservation
     group_ratio: object
-    prompt_estimate: int
     is_stream: bool
     token_name: str
     username: str
+    prompt_counter: object = None  # counts the prompt exactly, only when the upstream reports no usage
     started: float = field(default_factory=time.monotonic)
     channel_id: int = 0
     channel_type: int = 0
@@ -47,6 +47,9 @@ class Bill:
     system_prompt_reset: bool = False
     unit: str = "token"
     closed: bool = False
+
+    def local_prompt_tokens(self):
+        return self.prompt_counter() if self.prompt_counter else 0
 
     def attach(self, channel, model, system_prompt_reset):
         """The channel and upstream model of the attempt that is answering."""

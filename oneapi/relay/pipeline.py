@@ -65,24 +65,20 @@ class Route:
 
 
 def _price(mode, incoming, group_r):
-    """(amount to reserve, fixed price or None, prompt tokens) for this request, before any channel answers."""
+    """(amount to reserve, fixed price or None) for this request, before any channel answers. Text requests
+    reserve on a cheap estimate of the prompt; the exact count is made only if the upstream reports no usage."""
     model = incoming.model
     model_r = ratios.model_ratio(model)
     if mode.billing == "image":
         fixed = costs.image(model, incoming.body, model_r, group_r)
-        return fixed, fixed, 0
+        return fixed, fixed
     if mode.billing == "speech":
         fixed = costs.speech(incoming.body, model_r, group_r)
-        return fixed, fixed, 0
+        return fixed, fixed
     if mode.billing == "audio_text":
-        return costs.transcript_estimate(model_r, group_r), None, 0
-    body = incoming.body
-    if mode.name == "edits":
-        prompt = tokenizer.count_text(f"{body.get('instruction', '')}\n{body.get('input', '')}", model)
-    else:
-        prompt = tokenizer.count_prompt(body, model)
-    estimate = ratios.estimate(prompt, _max_tokens(body), model_r, group_r, ratios.completion_ratio(model))
-    return estimate, None, prompt
+        return costs.transcript_estimate(model_r, group_r), None
+    prompt = tokenizer.estimate_prompt(incoming.body)
+    return ratios.estimate(prompt, _max_tokens(incoming.body), model_r, group_r, ratios.completion_ratio(model)), None
 
 
 def _reserve(caller, amount):
@@ -103,9 +99,11 @@ def relay(mode, path_model=None):
     check_model(caller, incoming.model)
     route = Route(caller, incoming.model)
     group_r = ratios.group_ratio(caller.user.group)
-    amount, fixed, prompt_tokens = _price(mode, incoming, group_r)
-    bill = Bill(_reserve(caller, amount), group_r, prompt_tokens, incoming.stream, caller.token.name,
-                caller.user.username, unit={"image": "image", "speech": "character"}.get(mode.billing, "token"))
+    amount, fixed = _price(mode, incoming, group_r)
+    counts_prompt = mode.billing == "tokens"
+    bill = Bill(_reserve(caller, amount), group_r, incoming.stream, caller.token.name, caller.user.username,
+                unit={"image": "image", "speech": "character"}.get(mode.billing, "token"),
+                prompt_counter=(lambda: tokenizer.count_prompt(incoming.body, incoming.model)) if counts_prompt else None)
     try:
         response, prepared, channel = _send_with_retries(route, mode, incoming)
     except BaseException:

@@ -57,7 +57,7 @@ def plain_response(response, bill, mode, incoming, fixed):
     data = read_body(response, int(current_app.config["RELAY_MAX_RESPONSE_MB"] * _MB))
     response.close()
     if data is None:
-        bill.close(Usage(bill.prompt_estimate, 0, estimated=True), "upstream_error", fixed)
+        bill.close(Usage(bill.local_prompt_tokens(), 0, estimated=True), "upstream_error", fixed)
         raise RelayError(502, "the upstream's answer is larger than RELAY_MAX_RESPONSE_MB", "response_too_large")
     if mode.billing == "audio_text":
         tokens = costs.transcript_tokens(data, incoming.body.get("response_format"), bill.model)
@@ -76,7 +76,7 @@ def _usage_of(data, bill):
     except ValueError:
         parsed = None
     if not isinstance(parsed, dict):
-        return Usage(bill.prompt_estimate, 0, estimated=True)
+        return Usage(bill.local_prompt_tokens(), 0, estimated=True)
     usage = Usage.from_json(parsed.get("usage"))
     if usage is not None:
         return usage
@@ -87,7 +87,7 @@ def _usage_of(data, bill):
             text = message.get("content") if isinstance(message.get("content"), str) else choice.get("text")
             if isinstance(text, str):
                 texts.append(text)
-    return Usage(bill.prompt_estimate, tokenizer.count_text("".join(texts), bill.model), estimated=True)
+    return Usage(bill.local_prompt_tokens(), tokenizer.count_text("".join(texts), bill.model), estimated=True)
 
 
 class _BinaryStream:

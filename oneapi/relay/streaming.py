@@ -100,10 +100,10 @@ class StreamMeter:
             out.append(line)
         return b"".join(out)
 
-    def final_usage(self, prompt_estimate):
+    def final_usage(self, count_prompt):
         if self.usage is not None:
             return self.usage
-        return Usage(prompt_estimate, self.completion_tokens(), estimated=True)
+        return Usage(count_prompt(), self.completion_tokens(), estimated=True)
 
 
 def error_event(message, code, request_id):
@@ -164,7 +164,7 @@ class RelayStream:
         self._reader.stop()
         if not self._bill.closed:
             with self._app.app_context():
-                self._bill.close(self._meter.final_usage(self._bill.prompt_estimate), outcome)
+                self._bill.close(self._meter.final_usage(self._bill.local_prompt_tokens), outcome)
 
     def close(self):
         try:

@@ -86,7 +86,13 @@ def _content_text(content):
     return "\n".join(text), images
 
 
-def count_messages(messages, model):
+def approximate_text(text, _model=None):
+    """A cheap estimate without the tokenizer: 0.4 tokens per UTF-8 byte (the original's approximation is
+    0.38). Above the real count for prose in most languages, close for CJK; for reservations only."""
+    return (len(text.encode()) * 2 + 4) // 5 if text else 0
+
+
+def count_messages(messages, model, count=count_text):
     """Prompt tokens of a chat request, as OpenAI's reference counts them: 3 per message plus its
     content and role, 1 more plus the name for a named message, and 3 to prime the reply."""
     if not isinstance(messages, list):
@@ -96,19 +102,26 @@ def count_messages(messages, model):
         if not isinstance(message, dict):
             continue
         text, images = _content_text(message.get("content"))
-        tokens += 3 + images + count_text(text, model) + count_text(str(message.get("role", "")), model)
+        tokens += 3 + images + count(text, model) + count(str(message.get("role", "")), model)
         if message.get("name"):
-            tokens += 1 + count_text(str(message["name"]), model)
+            tokens += 1 + count(str(message["name"]), model)
         if message.get("tool_calls"):
-            tokens += count_text(json.dumps(message["tool_calls"], ensure_ascii=False), model)
+            tokens += count(json.dumps(message["tool_calls"], ensure_ascii=False), model)
     return tokens
 
 
-def count_prompt(body, model):
-    """Prompt tokens of any text request body (chat, completions, embeddings, moderations)."""
+def count_prompt(body, model, count=count_text):
+    """Prompt tokens of any text request body (chat, completions, edits, embeddings, moderations)."""
     if "messages" in body:
-        return count_messages(body["messages"], model)
+        return count_messages(body["messages"], model, count)
+    if "instruction" in body:
+        return count(f"{body.get('instruction') or ''}\n{body.get('input') or ''}", model)
     value = body.get("prompt", body.get("input", ""))
     if isinstance(value, list):
-        return sum(count_text(v, model) if isinstance(v, str) else len(v) if isinstance(v, list) else 0 for v in value)
-    return count_text(value if isinstance(value, str) else "", model)
+        return sum(count(v, model) if isinstance(v, str) else len(v) if isinstance(v, list) else 0 for v in value)
+    return count(value if isinstance(value, str) else "", model)
+
+
+def estimate_prompt(body):
+    """Prompt tokens for a reservation, without loading a tokenizer (which costs ~110 MB per worker)."""
+    return count_prompt(body, "", approximate_text)
