@@ -37,7 +37,10 @@ def configure_database(app):
             "pool_timeout": 10,
         }
     config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
-    config.setdefault("MAX_CONTENT_LENGTH", int(config["RELAY_MAX_BODY_MB"] * 1024 * 1024))
+    if not config.get("MAX_CONTENT_LENGTH"):
+        # One byte over the relay's cap, so a chunked body (no Content-Length) that is too large reads as
+        # cap + 1 bytes and is refused with 413 instead of being cut silently at the cap.
+        config["MAX_CONTENT_LENGTH"] = int(config["RELAY_MAX_BODY_MB"] * 1024 * 1024) + 1
 
 
 @event.listens_for(Engine, "connect")

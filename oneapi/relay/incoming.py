@@ -64,7 +64,10 @@ def read(mode, path_model=None):
 
 
 def _read_json():
-    raw = request.get_data(cache=False)
+    limit = int(current_app.config["RELAY_MAX_BODY_MB"] * _MB)
+    raw = request.stream.read(limit + 1)  # a chunked body has no Content-Length to check up front
+    if len(raw) > limit:
+        raise _too_large()
     if not raw:
         raise _bad("the request body is empty; send a JSON object")
     try:

@@ -70,6 +70,8 @@ class StreamMeter:
                     function = call.get("function") if isinstance(call, dict) else None
                     if isinstance(function, dict):
                         self._note_text((function.get("name") or "") + (function.get("arguments") or ""))
+        if isinstance(choices, list) and not choices and event.get("usage") is None:
+            return False  # Azure's prompt-filter results and the like: nothing for an OpenAI client (spec §5.8)
         usage_only = event.get("usage") is not None and not choices
         return not (usage_only and self.strip_usage)
 
@@ -193,7 +195,10 @@ class _Reader:
                 if not chunk:
                     return
         except BaseException as error:  # handed to the client side, which decides what to tell the client
-            self._put(error)
+            if not self._stopped:
+                self._put(error)
+        finally:
+            self.response.close()  # here, not in stop(): a blocked read may not be closed from outside
 
     def _put(self, item):
         while not self._stopped:
@@ -207,9 +212,13 @@ class _Reader:
         return self.queue.get(timeout=timeout)
 
     def stop(self):
+        """Stop reading: wake a read that is blocked (shutting the socket down), and let the reader close."""
         if not self._stopped:
             self._stopped = True
-            self.response.close()
+            try:
+                self.response.raw.shutdown()
+            except (OSError, RuntimeError, AttributeError):
+                pass
 
 
 def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):

@@ -31,7 +31,7 @@ def engine_embeddings(model):
     return relay(modes.EMBEDDINGS, path_model=model)
 
 
-def _not_implemented(rest=None):
+def _not_implemented(**_):
     authenticate()
     raise RelayError(501, "API not implemented", "api_not_implemented")
 
