@@ -39,6 +39,7 @@ class Token(db.Model):
     used_quota: Mapped[int] = mapped_column(BigInteger, default=0)
     models: Mapped[str | None] = mapped_column(Text, default=None)
     subnet: Mapped[str] = mapped_column(String(1024), default="")
+    remain_times: Mapped[int] = mapped_column(BigInteger, default=-1, server_default="-1")  # uses left; -1 = unlimited
 
     def set_key(self, key):
         self.key_hash = hash_secret(key)
@@ -52,6 +53,7 @@ class Token(db.Model):
             "accessed_time": self.accessed_time, "expired_time": self.expired_time,
             "remain_quota": self.remain_quota, "unlimited_quota": self.unlimited_quota,
             "used_quota": self.used_quota, "models": self.models or "", "subnet": self.subnet,
+            "remain_times": self.remain_times,
         }
 
 
@@ -65,5 +67,6 @@ class QuotaReservation(db.Model):
     user_id: Mapped[int] = mapped_column(Integer, index=True)
     token_id: Mapped[int] = mapped_column(Integer)
     token_quota: Mapped[int] = mapped_column(BigInteger, default=0)
+    token_uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 1: one use of the token taken
     user_quota: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[int] = mapped_column(BigInteger, index=True)

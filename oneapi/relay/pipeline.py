@@ -83,11 +83,15 @@ def _price(mode, incoming, group_r):
 
 def _reserve(caller, amount):
     try:
-        return quota.reserve(g.request_id, caller.user.id, caller.token.id, amount, not caller.token.unlimited_quota)
+        return quota.reserve(g.request_id, caller.user.id, caller.token.id, amount, not caller.token.unlimited_quota,
+                             caller.token.limited_uses)
     except quota.QuotaExceeded as exceeded:
         token = f"token {caller.token.name} (#{caller.token.id})"
-        if exceeded.who != "token":
+        if exceeded.who == "user":
             raise RelayError(403, "the user's quota is not enough for this request", "insufficient_user_quota") from None
+        if exceeded.who == "uses":
+            quota.token_exhausted(caller.token.id)
+            raise RelayError(401, f"the uses of {token} have run out", "token_uses_exhausted") from None
         if quota.token_exhausted(caller.token.id):
             raise RelayError(401, f"the quota of {token} is used up", "token_quota_exhausted") from None
         raise RelayError(403, f"the quota of {token} is not enough for this request", "insufficient_token_quota") from None

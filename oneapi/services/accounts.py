@@ -22,6 +22,7 @@ class TokenInfo:
     unlimited_quota: bool
     models: tuple  # empty: every model
     subnets: tuple  # empty: any address
+    limited_uses: bool = False  # remain_times counts down (it is not -1)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _token_info(row):
     except ValueError:
         subnets = (ipaddress.ip_network("0.0.0.0/32"),)  # a corrupt allow-list admits nobody
     return TokenInfo(row.id, row.user_id, row.name, row.status, row.expired_time, row.unlimited_quota,
-                     tuple(split_list(row.models)), subnets)
+                     tuple(split_list(row.models)), subnets, row.remain_times != -1)
 
 
 def token_topic(key_hash):

@@ -22,7 +22,7 @@ _NO_SYNC = {"synchronize_session": False}  # plain SQL: no ORM-side evaluation o
 class QuotaExceeded(Exception):
     def __init__(self, who):
         super().__init__(who)
-        self.who = who  # "token" or "user"
+        self.who = who  # "token" (its quota), "uses" (its number of uses) or "user"
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Reservation:
     token_id: int
     amount: int
     limited_token: bool
+    took_use: bool = False  # one of the token's limited uses was taken; given back if nothing is billed
 
 
 # The hot-path statements, built once: Core on the tables, so each execution is a cached compile and one
@@ -42,6 +43,10 @@ _n, _id = bindparam("n"), bindparam("row_id")
 _TAKE_TOKEN = (_tokens.update().where(_tokens.c.id == _id, _tokens.c.remain_quota >= _n)
                .values(remain_quota=_tokens.c.remain_quota - _n, accessed_time=bindparam("now")))
 _TAKE_USER = _users.update().where(_users.c.id == _id, _users.c.quota >= _n).values(quota=_users.c.quota - _n)
+_TAKE_USE = _tokens.update().where(_tokens.c.id == _id, _tokens.c.remain_times > 0).values(
+    remain_times=_tokens.c.remain_times - 1)
+_GIVE_BACK_USE = _tokens.update().where(_tokens.c.id == _id, _tokens.c.remain_times >= 0).values(
+    remain_times=_tokens.c.remain_times + 1)
 _HOLD = _reservations.insert()
 _RELEASE = _reservations.delete().where(_reservations.c.request_id == bindparam("rid"))
 
@@ -77,20 +82,24 @@ _LOG_DEFAULTS = {"content": "", "username": "", "token_name": "", "model_name": 
 _ADD_LOG = _logs.insert()
 
 
-def reserve(request_id, user_id, token_id, amount, limited_token):
+def reserve(request_id, user_id, token_id, amount, limited_token, limited_uses=False):
+    """Hold `amount` of the token's and the user's quota, and one of the token's uses when they are limited."""
     amount = max(int(amount), 0)
     now = int(time.time())
-    with db.engine.begin() as conn:  # one short transaction; rolled back whole if either balance is short
+    with db.engine.begin() as conn:  # one short transaction; rolled back whole if any limit is reached
         if limited_token and conn.execute(_TAKE_TOKEN, {"row_id": token_id, "n": amount, "now": now}).rowcount != 1:
             raise QuotaExceeded("token")
+        if limited_uses and conn.execute(_TAKE_USE, {"row_id": token_id}).rowcount != 1:
+            raise QuotaExceeded("uses")
         if conn.execute(_TAKE_USER, {"row_id": user_id, "n": amount}).rowcount != 1:
             raise QuotaExceeded("user")
         conn.execute(_HOLD, {"request_id": request_id, "user_id": user_id, "token_id": token_id,
-                             "token_quota": amount if limited_token else 0, "user_quota": amount, "created_at": now})
-    return Reservation(request_id, user_id, token_id, amount, limited_token)
+                             "token_quota": amount if limited_token else 0, "user_quota": amount,
+                             "token_uses": int(limited_uses), "created_at": now})
+    return Reservation(request_id, user_id, token_id, amount, limited_token, limited_uses)
 
 
-def settle(reservation, quota, *, log=None, channel_id=0, count_request=True):
+def settle(reservation, quota, *, log=None, channel_id=0, count_request=True, give_back_use=False):
     """Replace the reservation by the real charge `quota` and write the consume log row, at most once.
 
     Returns False when this request was already settled. `log` holds the log row's fields.
@@ -106,6 +115,8 @@ def settle(reservation, quota, *, log=None, channel_id=0, count_request=True):
         conn.execute(_SETTLE_USER[delta > 0], {**params, "row_id": reservation.user_id, "count": int(count_request)})
         if channel_id and quota:
             conn.execute(_CHARGE_CHANNEL, {"row_id": channel_id, "n": quota})
+        if give_back_use and reservation.took_use:
+            conn.execute(_GIVE_BACK_USE, {"row_id": reservation.token_id})
         if log is not None and options.current().bool("LogConsumeEnabled"):
             conn.execute(_ADD_LOG, {**_LOG_DEFAULTS, **log, "type": int(LogType.CONSUME), "user_id": reservation.user_id,
                                     "token_id": reservation.token_id, "channel_id": channel_id, "quota": quota,
@@ -114,16 +125,15 @@ def settle(reservation, quota, *, log=None, channel_id=0, count_request=True):
 
 
 def token_exhausted(token_id):
-    """After a refused reservation: if the token has nothing left, mark it exhausted (status 4, as the
-    original does) so it is refused at authentication from now on. Returns whether it is exhausted."""
-    row = db.session.execute(select(Token.key_hash, Token.remain_quota, Token.unlimited_quota)
+    """After a refused reservation: if the token has no quota or no uses left, mark it exhausted (status 4,
+    as the original does) so it is refused at authentication from now on. Returns whether it is exhausted."""
+    row = db.session.execute(select(Token.key_hash, Token.remain_quota, Token.unlimited_quota, Token.remain_times)
                              .where(Token.id == token_id)).first()
-    if row is None or row.unlimited_quota or row.remain_quota > 0:
+    if row is None or ((row.unlimited_quota or row.remain_quota > 0) and row.remain_times != 0):
         db.session.rollback()
         return False
-    db.session.execute(update(Token).where(Token.id == token_id, Token.status == TOKEN_ENABLED,
-                                           Token.remain_quota <= 0).values(status=TOKEN_EXHAUSTED),
-                       execution_options=_NO_SYNC)
+    db.session.execute(update(Token).where(Token.id == token_id, Token.status == TOKEN_ENABLED)
+                       .values(status=TOKEN_EXHAUSTED), execution_options=_NO_SYNC)
     cache.publish(accounts.token_topic(row.key_hash))
     db.session.commit()
     return True
@@ -131,7 +141,7 @@ def token_exhausted(token_id):
 
 def refund(reservation):
     """Give the whole reservation back (the request failed before anything billable happened)."""
-    return settle(reservation, 0, log=None, count_request=False)
+    return settle(reservation, 0, log=None, count_request=False, give_back_use=True)
 
 
 def refund_stale(max_age_seconds):
@@ -139,6 +149,7 @@ def refund_stale(max_age_seconds):
     Returns how many were refunded. Settlement's exactly-once guard makes this safe beside live requests."""
     cutoff = int(time.time()) - max_age_seconds
     rows = db.session.scalars(select(QuotaReservation).where(QuotaReservation.created_at < cutoff)).all()
-    stale = [Reservation(r.request_id, r.user_id, r.token_id, r.user_quota, r.token_quota > 0) for r in rows]
+    stale = [Reservation(r.request_id, r.user_id, r.token_id, r.user_quota, r.token_quota > 0, r.token_uses > 0)
+             for r in rows]
     db.session.rollback()
     return sum(1 for reservation in stale if refund(reservation))

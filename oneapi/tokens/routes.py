@@ -43,6 +43,11 @@ def _apply_fields(token, body):
         if remain_quota < 0:
             raise ApiError("remain_quota must not be negative")
         token.remain_quota = remain_quota
+    remain_times = field(body, "remain_times", int)
+    if remain_times is not None:
+        if remain_times < -1:
+            raise ApiError("remain_times must be -1 (unlimited) or a number of uses from 0")
+        token.remain_times = remain_times
     unlimited = field(body, "unlimited_quota", bool)
     if unlimited is not None:
         token.unlimited_quota = unlimited
@@ -100,7 +105,8 @@ def get_token(token_id):
 @require_role(ROLE_COMMON)
 def create_token():
     body = json_object()
-    token = Token(user_id=caller().id, name="", expired_time=-1, remain_quota=0, unlimited_quota=False, subnet="")
+    token = Token(user_id=caller().id, name="", expired_time=-1, remain_quota=0, unlimited_quota=False, subnet="",
+                  remain_times=-1)
     _apply_fields(token, body)
     key = generate_key()
     token.set_key(key)
@@ -125,6 +131,8 @@ def update_token():
                 raise ApiError("the token has expired: change its expiry before enabling it")
             if not token.unlimited_quota and token.remain_quota <= 0:
                 raise ApiError("the token's quota is used up: raise remain_quota or make it unlimited before enabling it")
+            if token.remain_times == 0:
+                raise ApiError("the token's uses have run out: raise remain_times or set it to -1 before enabling it")
         token.status = status
     _changed(token)
     db.session.commit()
