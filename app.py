@@ -34,7 +34,10 @@ def main(argv=None):
     with app.app_context():
         from oneapi import bootstrap
 
-        bootstrap.prepare()
+        if app.config["NODE_TYPE"] == "slave":  # the master migrates; a slave only waits for the database
+            bootstrap.wait_for_database()
+        else:
+            bootstrap.prepare()
     from gevent.pywsgi import WSGIServer
 
     host = os.environ.get("HOST", "0.0.0.0")

@@ -30,6 +30,12 @@ def create_app(overrides=None, *, port=None, log_dir=None):
     migrate.init_app(app, db, directory=os.path.join(ROOT_DIR, "migrations"))
     login_manager.init_app(app)
 
+    from flask_sqlalchemy.session import Session
+
+    from oneapi.services import broadcast
+
+    broadcast.configure(app, Session)
+
     from oneapi.services import tokenizer
 
     tokenizer.configure(app.config["TIKTOKEN_CACHE_DIR"] or os.path.join(app.config["DATA_DIR"], "tiktoken"))

@@ -1,11 +1,12 @@
 """First start: apply the migrations, then create root (spec §3.1) if there are no users yet."""
 
 import logging
+import time
 
 from flask import current_app
 from flask_migrate import upgrade
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from oneapi.config import DEFAULT_ROOT_PASSWORD
 from oneapi.extensions import db
@@ -18,8 +19,26 @@ ROOT_QUOTA = 500_000_000_000_000
 STALE_RESERVATION_SECONDS = 6 * 3600  # longer than any request can run
 
 
+def wait_for_database(seconds=60):
+    """Retry the first connection for a while: a database started beside us may not be up yet."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            db.session.execute(text("SELECT 1"))
+            db.session.rollback()
+            return
+        except OperationalError as error:
+            db.session.rollback()
+            where = db.engine.url.render_as_string(hide_password=True)
+            if time.monotonic() > deadline:
+                raise SystemExit(f"cannot connect to the database at {where}: {error.orig}") from None
+            log.warning("waiting for the database at %s: %s", where, error.orig)
+            time.sleep(2)
+
+
 def prepare():
     """Run inside an app context: migrate, create root, warn about the default password."""
+    wait_for_database()
     upgrade(directory=current_app.extensions["migrate"].directory)
     create_root_if_needed()
     refunded = quota.refund_stale(STALE_RESERVATION_SECONDS)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from oneapi.envelope import ApiError, fail
-from oneapi.services import accounts, cache, options
+from oneapi.services import accounts, broadcast, cache, options
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,12 @@ _KEY_ROUTES = ("/v1/", "/dashboard/")
 
 def configure_sessions(app):
     secret = app.config["SESSION_SECRET"]
-    if not secret or secret == "random_string":
+    if secret == "random_string":
+        secret = ""
+    if not secret and app.config["SQL_DSN"]:
+        raise SystemExit("SESSION_SECRET must be set when SQL_DSN is: nodes that share a database must sign "
+                         "sessions with one secret (set the same long random value on every node)")
+    if not secret:
         # One secret per data folder, so every worker of this node signs cookies alike and sessions
         # survive restarts. Several nodes must share SESSION_SECRET (docs/deployment.md).
         path = os.path.join(app.config["DATA_DIR"], ".session_secret")
@@ -115,6 +120,17 @@ def _locked_response():
     return redirect(url_for("auth.login_page"))
 
 
+def _frontend_redirect(app):
+    """Slave nodes may send page requests to the master's web address (FRONTEND_BASE_URL, spec §1.6)."""
+    base = app.config["FRONTEND_BASE_URL"]
+    if not base or app.config["NODE_TYPE"] != "slave" or request.path.startswith(_NODE_LOCAL):
+        return None
+    return redirect(base.rstrip("/") + request.full_path.rstrip("?"), 301)
+
+
+_NODE_LOCAL = ("/api/", "/v1/", "/dashboard/", "/static/", "/healthz")
+
+
 def _wants_json():
     return request.path.startswith(("/api/", "/v1/", "/dashboard/"))
 
@@ -124,8 +140,9 @@ def register_hooks(app):
     def _start():
         g.request_id = new_request_id()
         g.started = time.monotonic()
+        broadcast.ensure_listening(app)
         cache.sync()
-        return _locked_response()
+        return _frontend_redirect(app) or _locked_response()
 
     @app.after_request
     def _finish(response):

@@ -17,6 +17,8 @@ from oneapi.extensions import db
 from tests.mock_upstream import MockUpstream
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Nodes sharing a server database must share a session secret (the app refuses to start otherwise).
+os.environ.setdefault("SESSION_SECRET", "test-session-secret-" + "x" * 32)
 TEST_PASSWORD = "s3cret-pass"
 
 

@@ -14,9 +14,11 @@ from sqlalchemy import delete, func, select
 
 from oneapi.extensions import db
 from oneapi.models import CacheEvent
+from oneapi.services import broadcast
 
 _MISSING = object()
 MAX_ENTRIES = 100_000
+_LOOK_BACK = 200
 
 
 class _State:
@@ -27,6 +29,7 @@ class _State:
         self.last_poll = 0.0
         self.last_full = 0.0
         self.last_prune = 0.0
+        self.seen = set()  # ids near the top already applied (ids may commit out of order)
 
 
 def _state():
@@ -66,6 +69,7 @@ def publish(*topics):
     now = int(time.time())
     for topic in topics:
         db.session.add(CacheEvent(topic=topic, created_at=now))
+    broadcast.remember(db.session, topics)
     drop(*topics)
     state = _state()
     if time.monotonic() - state.last_prune > 60:
@@ -83,12 +87,20 @@ def sync():
     state.last_poll = now
     if state.last_event_id is None or now - state.last_full > current_app.config["SYNC_FREQUENCY"]:
         state.last_event_id = db.session.scalar(select(func.max(CacheEvent.id))) or 0
+        state.seen = set(db.session.scalars(select(CacheEvent.id).where(
+            CacheEvent.id > max(state.last_event_id - _LOOK_BACK, 0))))
         state.last_full = now
         drop("*")
         return
+    # Look a little below the highest id seen: on MySQL and PostgreSQL a lower id can commit after a higher
+    # one, and must not be skipped. Rows already applied are recognised and not dropped again.
+    floor = max(state.last_event_id - _LOOK_BACK, 0)
     rows = db.session.execute(
-        select(CacheEvent.id, CacheEvent.topic).where(CacheEvent.id > state.last_event_id).order_by(CacheEvent.id)
+        select(CacheEvent.id, CacheEvent.topic).where(CacheEvent.id > floor).order_by(CacheEvent.id)
     ).all()
+    fresh = [row for row in rows if row.id not in state.seen]
+    if fresh:
+        drop(*{row.topic for row in fresh})
     if rows:
-        state.last_event_id = rows[-1].id
-        drop(*{row.topic for row in rows})
+        state.last_event_id = max(state.last_event_id, rows[-1].id)
+        state.seen = {row.id for row in rows}

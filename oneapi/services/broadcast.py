@@ -1,0 +1,77 @@
+"""Cache invalidation across nodes through Redis pub/sub (REDIS_CONN_STRING), on top of the
+`cache_events` poll: a change committed on one node is dropped from every node's cache within
+milliseconds instead of within CACHE_SYNC_INTERVAL. Without Redis, or when Redis is briefly away, the
+poll still applies every change; nothing here can lose one."""
+
+import json
+import logging
+import os
+import threading
+import time
+
+from sqlalchemy import event
+
+log = logging.getLogger(__name__)
+CHANNEL = "oneapi:cache"
+_listening = {"pid": None}
+
+
+def client(app):
+    return app.extensions.get("oneapi_redis")
+
+
+def configure(app, session_class):
+    url = app.config["REDIS_CONN_STRING"]
+    if not url:
+        return
+    import redis
+
+    connection = redis.Redis.from_url(url, password=app.config["REDIS_PASSWORD"] or None, socket_timeout=5,
+                                      socket_connect_timeout=5, health_check_interval=30)
+    try:
+        connection.ping()
+    except redis.RedisError as error:
+        raise SystemExit(f"cannot reach Redis at REDIS_CONN_STRING: {error}") from None
+    app.extensions["oneapi_redis"] = connection
+
+    @event.listens_for(session_class, "after_commit")
+    def _announce(session):
+        topics = session.info.pop("oneapi_topics", None)
+        if topics:
+            try:
+                connection.publish(CHANNEL, json.dumps(sorted(topics)))
+            except redis.RedisError as error:  # the poll will carry the change
+                log.warning("could not announce cache changes over Redis: %s", error)
+
+    @event.listens_for(session_class, "after_rollback")
+    def _forget(session):
+        session.info.pop("oneapi_topics", None)
+
+
+def remember(session, topics):
+    """Topics to announce once the session's transaction commits."""
+    session.info.setdefault("oneapi_topics", set()).update(topics)
+
+
+def ensure_listening(app):
+    """Start this process's subscriber (once per process: after a fork the parent's does not exist)."""
+    if client(app) is None or _listening["pid"] == os.getpid():
+        return
+    _listening["pid"] = os.getpid()
+    threading.Thread(target=_listen, args=(app,), daemon=True, name="oneapi-cache-listener").start()
+
+
+def _listen(app):
+    from oneapi.services import cache
+
+    while True:
+        try:
+            pubsub = client(app).pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(CHANNEL)
+            for message in pubsub.listen():
+                topics = json.loads(message["data"])
+                with app.app_context():
+                    cache.drop(*topics)
+        except Exception as error:  # Redis went away: retry; the poll covers the gap
+            log.warning("cache listener lost Redis (%s); retrying", type(error).__name__)
+            time.sleep(1)
