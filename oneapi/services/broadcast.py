@@ -9,11 +9,13 @@ import os
 import threading
 import time
 
+from flask import current_app, has_app_context
 from sqlalchemy import event
 
 log = logging.getLogger(__name__)
 CHANNEL = "oneapi:cache"
-_listening = {"pid": None}
+_listening = {"pid": None, "app": None}
+_hooks = {"registered": False}
 
 
 def client(app):
@@ -33,19 +35,24 @@ def configure(app, session_class):
     except redis.RedisError as error:
         raise SystemExit(f"cannot reach Redis at REDIS_CONN_STRING: {error}") from None
     app.extensions["oneapi_redis"] = connection
+    if not _hooks["registered"]:  # once per process, whatever number of apps (tests make many)
+        _hooks["registered"] = True
+        event.listen(session_class, "after_commit", _announce)
+        event.listen(session_class, "after_rollback", _forget)
 
-    @event.listens_for(session_class, "after_commit")
-    def _announce(session):
-        topics = session.info.pop("oneapi_topics", None)
-        if topics:
-            try:
-                connection.publish(CHANNEL, json.dumps(sorted(topics)))
-            except redis.RedisError as error:  # the poll will carry the change
-                log.warning("could not announce cache changes over Redis: %s", error)
 
-    @event.listens_for(session_class, "after_rollback")
-    def _forget(session):
-        session.info.pop("oneapi_topics", None)
+def _announce(session):
+    topics = session.info.pop("oneapi_topics", None)
+    connection = current_app.extensions.get("oneapi_redis") if topics and has_app_context() else None
+    if connection is not None:
+        try:
+            connection.publish(CHANNEL, json.dumps(sorted(topics)))
+        except Exception as error:  # the poll will carry the change
+            log.warning("could not announce cache changes over Redis: %s", error)
+
+
+def _forget(session):
+    session.info.pop("oneapi_topics", None)
 
 
 def remember(session, topics):
@@ -55,22 +62,25 @@ def remember(session, topics):
 
 def ensure_listening(app):
     """Start this process's subscriber (once per process: after a fork the parent's does not exist)."""
-    if client(app) is None or _listening["pid"] == os.getpid():
+    if client(app) is None:
+        return
+    _listening["app"] = app
+    if _listening["pid"] == os.getpid():
         return
     _listening["pid"] = os.getpid()
-    threading.Thread(target=_listen, args=(app,), daemon=True, name="oneapi-cache-listener").start()
+    threading.Thread(target=_listen, daemon=True, name="oneapi-cache-listener").start()
 
 
-def _listen(app):
+def _listen():
     from oneapi.services import cache
 
     while True:
         try:
-            pubsub = client(app).pubsub(ignore_subscribe_messages=True)
+            pubsub = client(_listening["app"]).pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(CHANNEL)
             for message in pubsub.listen():
                 topics = json.loads(message["data"])
-                with app.app_context():
+                with _listening["app"].app_context():
                     cache.drop(*topics)
         except Exception as error:  # Redis went away: retry; the poll covers the gap
             log.warning("cache listener lost Redis (%s); retrying", type(error).__name__)
