@@ -131,3 +131,39 @@ def test_concurrent_requests_never_overdraw(live_server_factory, upstream):
     server_app = server.app()
     assert_ledger(server_app)
     assert len([r for r in consume_rows(server_app) if r.token_id == token["id"]]) == succeeded
+
+
+def wav(seconds):
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\0\0" * 8000 * seconds)
+    return buffer.getvalue()
+
+
+def test_transcriptions_are_billed_by_duration_with_the_model_ratio(app, root, upstream):
+    import io
+
+    add_channel(root, upstream.url, models="whisper-1")
+    key = add_token(root)["key"]
+    headers = {"Authorization": f"Bearer {key}"}
+    cases = [(wav(3), "json", 150),  # 3 s × 10/3 × ratio 15 = 150 quota = $0.0003 ($0.006 a minute)
+             (wav(3), "verbose_json", 100),  # the upstream's own duration wins: 2.0 s in the mock's answer
+             (b"not audio at all", "text", None)]  # unknown duration: the transcript's tokens at ratio 15
+    for audio, response_format, expected in cases:
+        reply = root.post("/v1/audio/transcriptions", headers=headers, content_type="multipart/form-data",
+                          data={"model": "whisper-1", "response_format": response_format,
+                                "file": (io.BytesIO(audio), "a.wav")})
+        assert reply.status_code == 200, reply.data
+        row = consume_rows(app)[-1]
+        if expected is None:
+            assert row.usage_estimated and row.quota == tokenizer.count_text("Hello from the mock upstream.",
+                                                                             "whisper-1") * 15
+        else:
+            assert row.quota == expected and not row.usage_estimated and "second of audio" in row.content
+    assert_ledger(app)

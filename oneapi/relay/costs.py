@@ -4,9 +4,12 @@ Text requests are billed from token usage (services/ratios.py); these routes are
 produce: images by count, size and quality; speech by input characters; transcripts by their tokens.
 """
 
+import io
 import json
 import math
 from decimal import Decimal
+
+import mutagen
 
 from oneapi.relay.errors import RelayError
 from oneapi.services import options, tokenizer
@@ -65,6 +68,35 @@ def speech(body, model_r, group_r):
     if len(text) > SPEECH_INPUT_LIMIT:
         raise _bad(f"input is longer than {SPEECH_INPUT_LIMIT} characters", "text_too_long", "input")
     return max(math.ceil(len(text) * model_r * group_r), 1) if text and model_r else 0
+
+
+# Audio is priced by duration with the model ratio applied: a second counts as 10/3 tokens, so whisper-1
+# at its ratio 15 costs 50 quota a second = US$0.006 a minute, its list price.
+AUDIO_TOKENS_PER_SECOND = Decimal(10) / 3
+
+
+def audio_seconds(files, answer, response_format):
+    """The audio's duration: from a verbose_json answer, else read from the uploaded file; None if unknown."""
+    if response_format == "verbose_json":
+        try:
+            duration = json.loads(answer).get("duration")
+        except (ValueError, AttributeError):
+            duration = None
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool) and duration >= 0:
+            return Decimal(str(duration))
+    for name, _filename, _content_type, data in files:
+        if name == "file":
+            try:
+                parsed = mutagen.File(io.BytesIO(data))
+            except Exception:  # any file mutagen cannot read: fall back to the transcript's tokens
+                return None
+            length = getattr(getattr(parsed, "info", None), "length", None) if parsed is not None else None
+            return Decimal(str(length)) if length else None
+    return None
+
+
+def audio_price(seconds, model_r, group_r):
+    return max(math.ceil(seconds * AUDIO_TOKENS_PER_SECOND * model_r * group_r), 1) if seconds and model_r else 0
 
 
 def transcript_estimate(model_r, group_r):

@@ -2,6 +2,7 @@
 on the way, server-sent events and binary audio streamed as they arrive."""
 
 import json
+import math
 
 from flask import Response, current_app
 
@@ -10,7 +11,7 @@ from oneapi.relay.billing import Usage
 from oneapi.relay.errors import RelayError, scrub
 from oneapi.relay.streaming import RelayStream, StreamMeter
 from oneapi.relay.upstream import read_body
-from oneapi.services import tokenizer
+from oneapi.services import ratios, tokenizer
 
 _MB = 1024 * 1024
 
@@ -60,8 +61,14 @@ def plain_response(response, bill, mode, incoming, fixed):
         bill.close(Usage(bill.local_prompt_tokens(), 0, estimated=True), "upstream_error", fixed)
         raise RelayError(502, "the upstream's answer is larger than RELAY_MAX_RESPONSE_MB", "response_too_large")
     if mode.billing == "audio_text":
-        tokens = costs.transcript_tokens(data, incoming.body.get("response_format"), bill.model)
-        bill.close(Usage(tokens, 0), "done")
+        response_format = incoming.body.get("response_format")
+        seconds = costs.audio_seconds(incoming.files, data, response_format)
+        if seconds is None:  # unknown duration: bill the transcript's tokens at the model's ratio
+            bill.close(Usage(costs.transcript_tokens(data, response_format, bill.model), 0, estimated=True), "done")
+        else:
+            amount = costs.audio_price(seconds, ratios.model_ratio(bill.model, bill.channel_type), bill.group_ratio)
+            bill.unit = f"second of audio ({seconds:.1f} s)"
+            bill.close(Usage(math.ceil(seconds * costs.AUDIO_TOKENS_PER_SECOND), 0), "done", amount)
     elif fixed is not None:
         bill.close(Usage(0, 0), "done", fixed)
     else:
