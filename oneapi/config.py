@@ -125,6 +125,10 @@ def load(env=None, port=None, log_dir=None):
         "STREAM_DRAIN_SECONDS": _float(env.get("STREAM_DRAIN_SECONDS"), 60),
         "STREAM_DRAIN_MB": _float(env.get("STREAM_DRAIN_MB"), 16),
         "ENFORCE_INCLUDE_USAGE": _bool(env.get("ENFORCE_INCLUDE_USAGE")),
+        # Circuit breaker for channels that answer 429, 5xx, time out or refuse connections.
+        "BREAKER_FAILURES": _int(env.get("BREAKER_FAILURES"), 3),
+        "BREAKER_COOLDOWN_SECONDS": _float(env.get("BREAKER_COOLDOWN_SECONDS"), 30),
+        "BREAKER_MAX_COOLDOWN_SECONDS": _float(env.get("BREAKER_MAX_COOLDOWN_SECONDS"), 300),
         "USER_CONTENT_REQUEST_PROXY": env.get("USER_CONTENT_REQUEST_PROXY", ""),
         "USER_CONTENT_REQUEST_TIMEOUT": _int(env.get("USER_CONTENT_REQUEST_TIMEOUT"), 30),
         "TIKTOKEN_CACHE_DIR": env.get("TIKTOKEN_CACHE_DIR") or env.get("DATA_GYM_CACHE_DIR") or "",

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from oneapi.envelope import ApiError, fail
-from oneapi.services import accounts, broadcast, cache, options
+from oneapi.services import accounts, broadcast, cache, options, scheduler
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ def register_hooks(app):
         g.request_id = new_request_id()
         g.started = time.monotonic()
         broadcast.ensure_listening(app)
+        scheduler.ensure_started(app)
         cache.sync()
         return _frontend_redirect(app) or _locked_response()
 

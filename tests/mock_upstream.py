@@ -51,6 +51,7 @@ class MockUpstream:
     def __init__(self):
         self.replies = []  # consumed first, one per request
         self.default = Reply()
+        self.by_key = {}  # channel key -> Reply, for every request that key makes (before the queue)
         self.seen = []
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"mock": self})
@@ -64,14 +65,17 @@ class MockUpstream:
         with self._lock:
             self.replies.extend(replies)
 
-    def next_reply(self):
+    def next_reply(self, key=""):
         with self._lock:
+            if key in self.by_key:
+                return self.by_key[key]
             return self.replies.pop(0) if self.replies else self.default
 
     def reset(self):
         with self._lock:
             self.replies.clear()
             self.seen.clear()
+            self.by_key.clear()
             self.default = Reply()
 
     def close(self):
@@ -99,7 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 body = None
         self.mock.seen.append(Seen(self.path, dict(self.headers), body, files))
-        reply = self.mock.next_reply()
+        key = self.headers.get("Authorization", "").removeprefix("Bearer ") or self.headers.get("api-key", "")
+        reply = self.mock.next_reply(key)
         if reply.delay_first:
             time.sleep(reply.delay_first)
         if reply.status != 200:

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 from flask import current_app, jsonify, request
 from sqlalchemy import delete, or_, select
 
-from oneapi.auth.guards import require_role
+from oneapi.auth.guards import caller, require_role
 from oneapi.channels import bp
 from oneapi.envelope import ApiError, field, json_object, ok, page, starts_with
 from oneapi.extensions import db
@@ -127,6 +127,10 @@ def update_channel():
     key = field(body, "key", str)
     if key and key.strip():
         values["key"] = key.strip()
+    if "status" in values and values["status"] != channel.status:
+        who = caller().username
+        values["status_reason"] = f"enabled by {who}" if values["status"] == CHANNEL_ENABLED else f"disabled by {who}"
+        values["status_time"] = int(time.time())
     for name, value in values.items():
         setattr(channel, name, value)
     db.session.flush()

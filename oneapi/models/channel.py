@@ -42,6 +42,9 @@ class Channel(db.Model):
     priority: Mapped[int] = mapped_column(BigInteger, default=0)
     config: Mapped[str] = mapped_column(Text, default="")
     system_prompt: Mapped[str] = mapped_column(Text, default="")
+    # Why and when the status last changed: "disabled automatically: the upstream refused the key (401)".
+    status_reason: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    status_time: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     def model_list(self):
         return split_list(self.models)
@@ -80,6 +83,7 @@ class Channel(db.Model):
             "balance": self.balance, "balance_updated_time": self.balance_updated_time, "models": self.models,
             "group": self.group, "used_quota": self.used_quota, "model_mapping": self.model_mapping,
             "priority": self.priority, "config": self.config, "system_prompt": self.system_prompt,
+            "status_reason": self.status_reason, "status_time": self.status_time,
         }
 
 

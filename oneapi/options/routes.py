@@ -57,7 +57,8 @@ def home_page_content():
 
 
 def is_secret(key):
-    return key.endswith(_SECRET_SUFFIXES)
+    """Secrets are never sent back; internal keys (a leading "_") are not options an admin sets."""
+    return key.endswith(_SECRET_SUFFIXES) or key.startswith("_")
 
 
 @bp.get("/api/option/")
@@ -68,6 +69,8 @@ def list_options():
 
 
 def _validate(key, value):
+    if key.startswith("_"):
+        raise ApiError("keys starting with _ are internal")
     if key in _RATIO_KEYS and value:
         try:
             table = json.loads(value)

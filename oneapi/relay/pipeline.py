@@ -16,7 +16,7 @@ from oneapi.relay.billing import Bill
 from oneapi.relay.errors import RelayError
 from oneapi.relay.responses import binary_response, error_from_upstream, plain_response, stream_response
 from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, send
-from oneapi.services import options, quota, ratios, routing, tokenizer
+from oneapi.services import health, options, quota, ratios, routing, tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,11 @@ class Route:
         if self.pinned is not None:
             channel = None if self.tried else self.pinned
         else:
-            channel = self.table.pick(self.caller.user.group, self.model, self.tried)
+            group = self.caller.user.group
+            cooling = health.blocked_channels()
+            channel = self.table.pick(group, self.model, self.tried | cooling) if cooling else None
+            # a channel whose breaker is open is still better than no channel at all
+            channel = channel or self.table.pick(group, self.model, self.tried)
         if channel is not None:
             self.tried.add(channel.id)
         return channel
@@ -126,11 +130,6 @@ def relay(mode, path_model=None):
         raise
 
 
-def _retryable(status):
-    # 401: the upstream refused *our channel's* key, which another channel may not share.
-    return status in (401, 408, 429) or status >= 500
-
-
 def _send_with_retries(route, mode, incoming):
     config = current_app.config
     attempts = 1 + max(options.current().int("RetryTimes"), 0)
@@ -150,17 +149,23 @@ def _send_with_retries(route, mode, incoming):
                             idle_timeout=config["RELAY_IDLE_TIMEOUT"], proxy=proxy)
         except UpstreamTimeout:
             log.warning("channel %s timed out", channel.id)
+            health.failed(channel, health.TIMEOUT)
             last_error = RelayError(504, "the upstream did not answer in time", "upstream_timeout")
             continue
         except UpstreamUnreachable as error:
             log.warning("channel %s unreachable: %s", channel.id, error)
+            health.failed(channel, health.UNREACHABLE)
             last_error = RelayError(502, "the upstream could not be reached", "upstream_unreachable")
             continue
-        if 200 <= response.status_code < 300:
+        status = response.status_code
+        if 200 <= status < 300:
+            health.succeeded(channel.id)
             return response, prepared, channel
         last_error = error_from_upstream(response, channel)
-        log.warning("channel %s answered %s", channel.id, response.status_code)
-        if not _retryable(response.status_code):
+        failure = health.classify(status, last_error.type, last_error.code)
+        log.warning("channel %s answered %s (%s)", channel.id, status, failure)
+        health.failed(channel, failure, f"status {status}")
+        if failure == health.CALLER:  # the caller's own error: another channel would refuse it too
             break
     raise last_error or RelayError(503, "no channel could serve this request", "model_not_available")
 
