@@ -1,20 +1,41 @@
-"""Pages that belong to no area. The full console is the web console issue's; these cover first start."""
+"""Public pages (home, about), the dashboard, and the password page that the default-password lock opens."""
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from oneapi.envelope import ApiError
 from oneapi.extensions import db, login_manager
-from oneapi.services import accounts, cache
+from oneapi.services import accounts, cache, options
 from oneapi.users.routes import validate_password
 from oneapi.web import bp
+from oneapi.web.site import page_role, rich
 
 login_manager.login_view = "auth.login_page"
 
 
 @bp.get("/")
 def home():
-    return render_template("web/home.html")
+    return render_template("web/home.html", content=rich(options.current().get("HomePageContent")))
+
+
+@bp.get("/about")
+def about():
+    return render_template("web/about.html", content=rich(options.current().get("About")))
+
+
+@bp.get("/chat")
+@page_role()
+def chat():
+    link = options.current().get("ChatLink")
+    if not link.startswith(("https://", "http://")):
+        return redirect(url_for("web.dashboard"))
+    return redirect(link)
+
+
+@bp.get("/dashboard")
+@page_role()
+def dashboard():
+    return render_template("web/dashboard.html")
 
 
 @bp.route("/user/password", methods=["GET", "POST"])
@@ -36,5 +57,5 @@ def password():
         cache.publish(accounts.user_topic(current_user.id))
         db.session.commit()
         flash("Password changed.", "ok")
-        return redirect(url_for("web.home"))
+        return redirect(url_for("web.dashboard"))
     return render_template("web/password.html")

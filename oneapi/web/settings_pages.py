@@ -1,0 +1,58 @@
+"""Root's site settings: every option, grouped as the original's operation / system / other tabs, saved
+one key at a time through PUT /api/option/ so its validation messages show next to the form."""
+
+from flask import abort, render_template
+
+from oneapi.models.user import ROLE_ROOT
+from oneapi.options.routes import is_secret
+from oneapi.services import options
+from oneapi.web import bp
+from oneapi.web.site import page_role
+
+# (tab, section, [keys]); a key's kind comes from its name: *Enabled is a switch, ratios are JSON.
+GROUPS = [
+    ("operation", "Quota", ["QuotaForNewUser", "QuotaForInviter", "QuotaForInvitee", "PreConsumedQuota",
+                            "QuotaRemindThreshold", "QuotaPerUnit", "TopUpLink", "ChatLink"]),
+    ("operation", "Display and logging", ["DisplayInCurrencyEnabled", "DisplayTokenStatEnabled",
+                                          "LogConsumeEnabled", "ApproximateTokenEnabled"]),
+    ("operation", "Channels", ["RetryTimes", "ChannelDisableThreshold", "AutomaticDisableChannelEnabled",
+                               "AutomaticEnableChannelEnabled"]),
+    ("operation", "Ratios", ["ModelRatio", "CompletionRatio", "GroupRatio"]),
+    ("system", "General", ["ServerAddress"]),
+    ("system", "Login and registration", ["PasswordLoginEnabled", "PasswordRegisterEnabled", "RegisterEnabled",
+                                          "EmailVerificationEnabled", "EmailDomainRestrictionEnabled",
+                                          "EmailDomainWhitelist"]),
+    ("system", "SMTP", ["SMTPServer", "SMTPPort", "SMTPAccount", "SMTPFrom", "SMTPToken"]),
+    ("system", "GitHub OAuth", ["GitHubOAuthEnabled", "GitHubClientId", "GitHubClientSecret"]),
+    ("system", "WeChat", ["WeChatAuthEnabled", "WeChatServerAddress", "WeChatServerToken",
+                          "WeChatAccountQRCodeImageURL"]),
+    ("system", "Turnstile", ["TurnstileCheckEnabled", "TurnstileSiteKey", "TurnstileSecretKey"]),
+    ("system", "Message pusher", ["MessagePusherAddress", "MessagePusherToken"]),
+    ("other", "Site", ["SystemName", "Logo", "Footer", "Notice"]),
+    ("other", "Pages", ["HomePageContent", "About"]),
+]
+TABS = {"operation": "Operation", "system": "System", "other": "Other"}
+_LONG = {"ModelRatio", "CompletionRatio", "GroupRatio", "Footer", "Notice", "HomePageContent", "About",
+         "EmailDomainWhitelist"}
+_SECRET_LIKE = {"TurnstileSecretKey"}  # the API shows it (spec quirk); the page treats it as a secret anyway
+
+
+def kind(key):
+    if key.endswith("Enabled"):
+        return "bool"
+    if key in _LONG:
+        return "long"
+    if is_secret(key) or key in _SECRET_LIKE:
+        return "secret"
+    return "text"
+
+
+@bp.get("/setting/<tab>")
+@page_role(ROLE_ROOT)
+def site_settings(tab):
+    if tab not in TABS:
+        abort(404, "No such settings page.")
+    values = options.current().values
+    sections = [(title, [{"key": k, "kind": kind(k), "value": "" if kind(k) == "secret" else values.get(k, "")}
+                         for k in keys]) for t, title, keys in GROUPS if t == tab]
+    return render_template("admin/options.html", tab=tab, tabs=TABS, sections=sections)
