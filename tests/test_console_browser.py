@@ -255,3 +255,133 @@ def test_hostile_text_stays_inert(live_server_factory, upstream, page):
     assert "Hello there" in page.inner_text("#notice")
     shot(page, "15-xss-inert")
     assert page.dialogs == []
+
+
+def test_managing_tokens_channels_users_and_codes(live_server_factory, upstream, page):
+    server = live_server_factory()
+    base = server.url
+    api = requests.Session()
+    assert api.post(base + "/api/user/login", json={"username": "root", "password": "123456"}).json()["success"]
+    assert api.put(base + "/api/user/self", json={"password": TEST_PASSWORD}).json()["success"]
+    log_in(page, base, TEST_PASSWORD)
+    page.wait_for_url(base + "/")
+
+    # Channels: two keys make two channels; edit one, disable it, delete the disabled ones.
+    page.goto(base + "/channel/add")
+    page.fill("input[name=name]", "pair")
+    page.fill("input[name=base_url]", upstream.url)
+    page.fill("textarea[name=key]", "sk-first\nsk-second\n")
+    page.click("[data-models-all]")
+    assert "gpt-4o-mini" in page.input_value("textarea[name=models]")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/channel")
+    assert page.locator("tr[data-channel-id]", has_text="pair").count() == 2
+    first = page.locator("tr[data-channel-id]").last.get_attribute("data-channel-id")
+    page.goto(base + f"/channel/edit/{first}")
+    page.fill("input[name=name]", "edited")
+    page.fill("input[name=priority]", "5")
+    page.fill("textarea[name=model_mapping]", "not json")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#messages .flash.error")
+    assert "model_mapping" in flash_text(page)
+    page.fill("textarea[name=model_mapping]", '{"gpt-3.5-turbo": "gpt-4o-mini"}')
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/channel")
+    row = page.locator(f"tr[data-channel-id='{first}']")
+    assert "edited" in row.inner_text() and "5" in row.inner_text()
+    row.locator("button", has_text="Disable").click()
+    page.wait_for_selector("#messages .flash.ok")
+    assert "Disabled" in page.locator(f"tr[data-channel-id='{first}']").inner_text()
+    page.fill("input[name=keyword]", "edit")
+    page.click(".search button")
+    assert page.locator("tr[data-channel-id]").count() == 1
+    page.goto(base + "/channel")
+    page.click("button[data-call='DELETE /api/channel/disabled']")
+    page.wait_for_selector("#messages .flash.ok")
+    assert "1 channels deleted" in flash_text(page)
+    assert page.locator("tr[data-channel-id]").count() == 1
+
+    # Tokens: edit every field, disable and enable, a new key (the old one stops working), delete.
+    page.goto(base + "/token/add")
+    page.fill("input[name=name]", "t1")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#secret-dialog[open]")
+    old_key = page.inner_text("#secret-value").strip()
+    page.click("#secret-close")
+    page.wait_for_url(base + "/token")
+    token_id = page.locator("tr[data-token-id]").first.get_attribute("data-token-id")
+    page.goto(base + f"/token/edit/{token_id}")
+    page.fill("input[name=name]", "t1-renamed")
+    page.fill("input[name=remain_quota]", "1000000")
+    page.fill("input[name=remain_times]", "5")
+    page.fill("input[name=expired_time]", "2099-01-02T03:04")
+    page.fill("input[name=models]", "gpt-4o-mini")
+    page.fill("input[name=subnet]", "not-a-subnet")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#messages .flash.error")
+    page.fill("input[name=subnet]", "127.0.0.0/8")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/token")
+    row = page.locator(f"tr[data-token-id='{token_id}']")
+    assert "t1-renamed" in row.inner_text() and "2099-01-02" in row.inner_text() and "$2" in row.inner_text()
+    saved = api.get(base + f"/api/token/{token_id}").json()["data"]
+    assert saved["remain_times"] == 5 and saved["models"] == "gpt-4o-mini" and saved["subnet"] == "127.0.0.0/8"
+    row.locator("button", has_text="Disable").click()
+    page.wait_for_selector("#messages .flash.ok")
+    assert "Disabled" in page.locator(f"tr[data-token-id='{token_id}']").inner_text()
+    page.locator(f"tr[data-token-id='{token_id}'] button", has_text="Enable").click()
+    page.wait_for_selector("#messages .flash.ok")
+    assert "Enabled" in page.locator(f"tr[data-token-id='{token_id}']").inner_text()
+    page.locator(f"tr[data-token-id='{token_id}'] button", has_text="New key").click()
+    page.wait_for_selector("#secret-dialog[open]")
+    new_key = page.inner_text("#secret-value").strip()
+    page.click("#secret-close")
+    assert new_key != old_key
+    models = lambda key: requests.get(base + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)  # noqa: E731
+    assert models(new_key).status_code == 200 and models(old_key).status_code == 401
+    page.wait_for_selector("#messages .flash.ok")
+    page.locator(f"tr[data-token-id='{token_id}'] button", has_text="Delete").click()
+    page.wait_for_selector("#messages .flash.ok")
+    assert page.locator("tr[data-token-id]").count() == 0
+    assert ("confirm", "Delete this token?") in page.dialogs
+
+    # Users: create, edit quota and group, disable, promote.
+    page.goto(base + "/user/add")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "carol-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/user")
+    user_id = page.locator("tr[data-user-id]", has_text="carol").get_attribute("data-user-id")
+    page.goto(base + f"/user/edit/{user_id}")
+    page.fill("input[name=quota]", "1500000")
+    page.select_option("select[name=group]", "vip")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/user")
+    row = page.locator(f"tr[data-user-id='{user_id}']")
+    assert "vip" in row.inner_text() and "$3" in row.inner_text()
+    row.locator("button", has_text="Disable").click()
+    page.wait_for_selector("#messages .flash.ok")
+    page.locator(f"tr[data-user-id='{user_id}'] button", has_text="Make admin").click()
+    page.wait_for_selector("#messages .flash.ok")
+    row = page.locator(f"tr[data-user-id='{user_id}']")
+    assert "Disabled" in row.inner_text() and "Admin" in row.inner_text()
+    page.fill("input[name=keyword]", "car")
+    page.click(".search button")
+    assert page.locator("tr[data-user-id]").count() == 1
+
+    # Redemption codes: a batch of two, one disabled, the batch exported as CSV.
+    page.goto(base + "/redemption")
+    page.fill("form[data-api] input[name=name]", "batch2")
+    page.fill("form[data-api] input[name=count]", "2")
+    page.click("form[data-api] button[type=submit]")
+    page.wait_for_selector("#secret-dialog[open]")
+    codes = page.inner_text("#secret-value").split()
+    assert len(codes) == 2
+    page.click("#secret-close")
+    page.wait_for_selector("#messages .flash.ok")
+    page.locator("tbody tr", has_text=codes[0]).locator("button", has_text="Disable").click()
+    page.wait_for_selector("#messages .flash.ok")
+    assert "Disabled" in page.locator("tbody tr", has_text=codes[0]).inner_text()
+    csv_text = page.request.get(base + "/api/redemption/export?name=batch2").text()
+    assert len(csv_text.strip().splitlines()) == 3 and codes[1] in csv_text
+    shot(page, "16-redemptions-managed")
