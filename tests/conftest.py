@@ -155,12 +155,13 @@ def live_server_factory(database, tmp_path):
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PORT"))}
         env.update({"SQL_DSN": dsn, "DATA_DIR": str(tmp_path / "data"), "SQLITE_PATH": str(tmp_path / "live.db"),
-                    "CACHE_SYNC_INTERVAL": "0.2", **extra_env})
+                    "CACHE_SYNC_INTERVAL": "0.2"})
         if kind == "gunicorn":
             env.update({"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "ACCESS_LOG": "", "GRACEFUL_TIMEOUT": "3"})
             command = [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
         else:
             command = [sys.executable, "app.py", "--port", str(port), "--log-dir", str(tmp_path / "logs")]
+        env.update(extra_env)
         server = LiveServer(command, port, env, tmp_path / f"server-{len(servers)}.log")
         servers.append(server)
         return server
