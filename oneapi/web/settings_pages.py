@@ -32,6 +32,29 @@ GROUPS = [
     ("other", "Pages", ["HomePageContent", "About"]),
 ]
 TABS = {"operation": "Operation", "system": "System", "other": "Other"}
+HELP = {
+    "QuotaForNewUser": "Quota given to each new user (500,000 = $1).",
+    "QuotaForInviter": "Quota given to the inviter when someone registers with their link.",
+    "QuotaForInvitee": "Quota given to a user who registers with an invitation link.",
+    "PreConsumedQuota": "Added to every request's reservation before the upstream answers.",
+    "QuotaRemindThreshold": "Email a user whose quota falls below this.",
+    "QuotaPerUnit": "Quota per US dollar, for display.",
+    "TopUpLink": "Payment site opened from the top-up page.",
+    "ChatLink": "A chat web UI shown in the menu.",
+    "RetryTimes": "How many other channels to try when one fails before answering.",
+    "ChannelDisableThreshold": "Seconds: a channel test slower than this counts as a failure.",
+    "ModelRatio": "JSON: model → price ratio, merged over the built-in table.",
+    "CompletionRatio": "JSON: model → output/input price ratio.",
+    "GroupRatio": "JSON: group → multiplier. Its keys are the user groups.",
+    "ServerAddress": "Public base URL, used in emails and OAuth redirects.",
+    "EmailDomainWhitelist": "Comma-separated domains allowed to register when the restriction is on.",
+    "SystemName": "Shown in the header, titles and emails.",
+    "Logo": "URL of the logo image.",
+    "Footer": "HTML shown at the bottom of every page (sanitised).",
+    "Notice": "Markdown shown as a dismissable banner on every page.",
+    "HomePageContent": "Markdown or HTML for the home page, or a URL to show in a frame.",
+    "About": "Markdown or HTML for the about page, or a URL to show in a frame.",
+}
 _LONG = {"ModelRatio", "CompletionRatio", "GroupRatio", "Footer", "Notice", "HomePageContent", "About",
          "EmailDomainWhitelist"}
 _SECRET_LIKE = {"TurnstileSecretKey"}  # the API shows it (spec quirk); the page treats it as a secret anyway
@@ -53,6 +76,7 @@ def site_settings(tab):
     if tab not in TABS:
         abort(404, "No such settings page.")
     values = options.current().values
-    sections = [(title, [{"key": k, "kind": kind(k), "value": "" if kind(k) == "secret" else values.get(k, "")}
+    sections = [(title, [{"key": k, "kind": kind(k), "help": HELP.get(k, ""),
+                          "value": "" if kind(k) == "secret" else values.get(k, "")}
                          for k in keys]) for t, title, keys in GROUPS if t == tab]
     return render_template("admin/options.html", tab=tab, tabs=TABS, sections=sections)
