@@ -4,6 +4,9 @@ from flask import jsonify, request
 
 ITEMS_PER_PAGE = 10
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 10_000_000
+BIGINT_MAX = 2**63 - 1  # the database columns are 64-bit; larger numbers are refused, never a 500
+MAX_BALANCE = 10**18  # any quota or balance, with room below BIGINT_MAX for sums
 
 
 class ApiError(Exception):
@@ -38,13 +41,26 @@ def json_object():
 
 def page():
     """(offset, limit) from `p` (0-based, as in the original) and an optional bounded `page_size`."""
-    try:
-        index = max(int(request.args.get("p", 0)), 0)
-        size = int(request.args.get("page_size", ITEMS_PER_PAGE))
-    except ValueError:
-        raise ApiError("p and page_size must be integers", 400) from None
+    index, size = query_int("p"), query_int("page_size", ITEMS_PER_PAGE)
+    if index > MAX_PAGE:
+        raise ApiError(f"p must be at most {MAX_PAGE}", 400)
+    index = max(index, 0)
     size = min(max(size, 1), MAX_PAGE_SIZE)
     return index * size, size
+
+
+def query_int(name, default=0):
+    """An integer query parameter, in the 64-bit range, or a 400 that names it."""
+    value = request.args.get(name, "")
+    if value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(f"{name} must be an integer", 400) from None
+    if abs(number) > BIGINT_MAX:
+        raise ApiError(f"{name} is out of range", 400)
+    return number
 
 
 def field(body, name, kind, *, default=None, required=False):
@@ -54,10 +70,13 @@ def field(body, name, kind, *, default=None, required=False):
             raise ApiError(f"{name} is required")
         return default
     value = body[name]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+    if kind is int:
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ApiError(f"{name} must be an integer")
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ApiError(f"{name} must be an integer")
+        if abs(value) > BIGINT_MAX:
+            raise ApiError(f"{name} is out of range")
     if kind is bool and not isinstance(value, bool):
         raise ApiError(f"{name} must be true or false")
     if kind is str and not isinstance(value, str):

@@ -99,7 +99,7 @@ def new_request_id():
 # While root has the default password only these stay open (plus login), so root can change it.
 _OPEN_WHILE_LOCKED = {
     ("GET", "/api/status"), ("GET", "/api/user/logout"), ("GET", "/api/user/self"), ("PUT", "/api/user/self"),
-    ("POST", "/api/user/login"),
+    ("POST", "/api/user/login"), ("GET", "/api/openapi.json"),
 }
 _OPEN_PAGES_WHILE_LOCKED = {"/login", "/logout", "/user/password"}
 

@@ -47,8 +47,8 @@ def _validate(values):
                     raise ApiError("config.proxy must be an http:// or https:// URL")
     if "group" in values and any(len(g.strip()) > 32 for g in values["group"].split(",")):
         raise ApiError("group: each group name must be at most 32 characters")
-    if "weight" in values and values["weight"] < 0:
-        raise ApiError("weight must not be negative")
+    if "weight" in values and not 0 <= values["weight"] <= 1_000_000:
+        raise ApiError("weight must be from 0 to 1000000")
     if "status" in values and values["status"] not in (1, 2, 3):
         raise ApiError("status must be 1 (enabled), 2 (disabled) or 3 (disabled by the system)")
 

@@ -6,7 +6,7 @@ from flask import request
 from sqlalchemy import delete, func, or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import ApiError, ok, page, starts_with
+from oneapi.envelope import ApiError, ok, page, query_int, starts_with
 from oneapi.extensions import db
 from oneapi.logs import bp
 from oneapi.models import Log, LogType
@@ -16,23 +16,13 @@ MAX_SEARCH = 100
 DAY = 86400
 
 
-def _int_arg(name):
-    value = request.args.get(name, "")
-    if value in ("", None):
-        return 0
-    try:
-        return int(value)
-    except ValueError:
-        raise ApiError(f"{name} must be an integer", 400) from None
-
-
 def _filters(own_user_id=None, with_type=True):
     """WHERE clauses from the query string; 0 or empty means no filter (the original's convention)."""
     clauses = []
-    log_type = _int_arg("type") if with_type else 0
+    log_type = query_int("type") if with_type else 0
     if log_type:
         clauses.append(Log.type == log_type)
-    start, end = _int_arg("start_timestamp"), _int_arg("end_timestamp")
+    start, end = query_int("start_timestamp"), query_int("end_timestamp")
     if start:
         clauses.append(Log.created_at >= start)
     if end:
@@ -45,7 +35,7 @@ def _filters(own_user_id=None, with_type=True):
     else:
         if request.args.get("username"):
             clauses.append(Log.username == request.args["username"])
-        channel = _int_arg("channel")
+        channel = query_int("channel")
         if channel:
             clauses.append(Log.channel_id == channel)
     return clauses
@@ -115,7 +105,7 @@ def own_search():
 @bp.delete("/api/log/")
 @require_role(ROLE_ADMIN)
 def delete_before():
-    target = _int_arg("target_timestamp")
+    target = query_int("target_timestamp")
     if target <= 0:
         raise ApiError("target_timestamp (unix seconds) is required", 400)
     deleted = db.session.execute(delete(Log).where(Log.created_at < target)).rowcount
@@ -127,7 +117,7 @@ def delete_before():
 @require_role(ROLE_COMMON)
 def dashboard():
     """Consumption per UTC day and model over the last 7 days, with the original's PascalCase keys."""
-    days = min(max(_int_arg("days") or 7, 1), 31)
+    days = min(max(query_int("days") or 7, 1), 31)
     since = (int(time.time()) // DAY - (days - 1)) * DAY
     day = (Log.created_at // DAY).label("day")
     rows = db.session.execute(

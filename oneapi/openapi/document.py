@@ -80,12 +80,13 @@ _ERRORS = {
 }
 
 
-def op(op_id, summary, role, tag, *, params=(), body=None, data=None, ok=None, errors=(), description=None):
+def op(op_id, summary, role, tag, *, params=(), body=None, data=None, ok=None, errors=(), description=None,
+       locked=True):
     responses = {}
     if ok is not False:
         responses["200"] = {"description": "the envelope; `success` tells whether it worked",
                             "content": ok if ok is not None else _json(envelope(data))}
-    codes = set(errors) | {"403"}
+    codes = set(errors) | ({"403"} if locked else set())
     if role != PUBLIC:
         codes |= {"401", "403"}
     if body is not None or any(p.get("schema", {}).get("type") == "integer" for p in params if p["in"] == "query"):
@@ -116,7 +117,7 @@ def _routes():
         ("get", "/api/openapi.json", op("getOpenApi", "This document", PUBLIC, "public",
                                         ok=_json({"type": "object"}))),
         ("get", "/api/status", op("getStatus", "Site status and the settings the pages need", PUBLIC, "public",
-                                  data=s.ref("Status"))),
+                                  data=s.ref("Status"), locked=False)),
         ("get", "/api/notice", op("getNotice", "The notice (Markdown)", PUBLIC, "public", data=s.STRING)),
         ("get", "/api/about", op("getAbout", "The about text (Markdown or a URL)", PUBLIC, "public", data=s.STRING)),
         ("get", "/api/home_page_content", op("getHomePageContent", "The home page text (Markdown or a URL)", PUBLIC,
@@ -126,8 +127,8 @@ def _routes():
                                   description="Keys are channel type ids as strings.")),
         # ---- the caller's own account
         ("post", "/api/user/login", op("login", "Log in; sets the session cookie", PUBLIC, "account",
-                                       body=s.ref("LoginBody"), data=s.ref("LoginResult"))),
-        ("get", "/api/user/logout", op("logout", "Log out; clears the session", PUBLIC, "account")),
+                                       body=s.ref("LoginBody"), data=s.ref("LoginResult"), locked=False)),
+        ("get", "/api/user/logout", op("logout", "Log out; clears the session", PUBLIC, "account", locked=False)),
         ("get", "/api/user/self", op("getSelf", "The caller's account", USER, "account", data=s.ref("User"))),
         ("put", "/api/user/self", op("updateSelf", "Change the caller's username, display name or password", USER,
                                      "account", body=s.ref("SelfUpdateBody"))),

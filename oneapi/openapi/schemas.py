@@ -72,14 +72,19 @@ TOKEN = obj({
                             "otherwise masked (`abcd********wxyz`)"),
     "status": TOKEN_STATUS, "name": STRING, "created_time": INT64, "accessed_time": INT64,
     "expired_time": integer("unix seconds, or -1 for never"), "remain_quota": INT64, "unlimited_quota": BOOL,
-    "used_quota": INT64, "models": text(description="comma-separated allow-list; empty allows every model"),
+    "remain_times": integer("uses left, or -1 for unlimited (ours)"), "used_quota": INT64,
+    "models": text(description="comma-separated allow-list; empty allows every model"),
     "subnet": text(description="comma-separated CIDR allow-list; empty allows every address"),
 })
 
 CHANNEL = obj({
     "id": INT32, "type": integer("channel type (1 OpenAI, 3 Azure, 14 Anthropic, ...)", "int32"),
     "key": text(description="always empty: channel keys never leave the server"),
-    "status": CHANNEL_STATUS, "name": STRING, "weight": INT32, "created_time": INT64, "test_time": INT64,
+    "status": CHANNEL_STATUS,
+    "status_reason": text(description="why the status last changed: the failure that disabled it, or who "
+                                      "changed it (ours)"),
+    "status_time": integer("unix seconds of the last status change, 0 if none (ours)"),
+    "name": STRING, "weight": INT32, "created_time": INT64, "test_time": INT64,
     "response_time": integer("milliseconds, from the last test", "int32"), "base_url": STRING, "other": STRING,
     "balance": {"type": "number"}, "balance_updated_time": INT64, "models": STRING, "group": STRING,
     "used_quota": INT64, "model_mapping": STRING, "priority": INT64, "config": STRING, "system_prompt": STRING,
@@ -160,6 +165,7 @@ USER_MANAGE_BODY = obj({"username": STRING, "action": text(enum=["disable", "ena
 TOKEN_FIELDS = {
     "name": text(30), "expired_time": integer("unix seconds, or -1 for never"),
     "remain_quota": integer(minimum=0), "unlimited_quota": BOOL,
+    "remain_times": integer("how many requests the token may make, or -1 for unlimited (ours)", minimum=-1),
     "models": text(description="comma-separated model allow-list; empty allows every model"),
     "subnet": text(description="comma-separated CIDRs, e.g. `10.0.0.0/8,192.168.1.0/24`"),
 }

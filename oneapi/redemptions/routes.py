@@ -9,7 +9,7 @@ from flask import Response, request
 from sqlalchemy import or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import ApiError, field, json_object, ok, page, starts_with
+from oneapi.envelope import MAX_BALANCE, ApiError, field, json_object, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import Redemption, User
 from oneapi.models.user import ROLE_ADMIN, ROLE_COMMON, ROLE_ROOT
@@ -59,8 +59,8 @@ def create_redemptions():
         raise ApiError("name must be 1 to 20 characters")
     if not 1 <= count <= MAX_BATCH:
         raise ApiError(f"count must be from 1 to {MAX_BATCH}")
-    if quota <= 0:
-        raise ApiError("quota must be positive")
+    if not 0 < quota <= MAX_BALANCE:
+        raise ApiError(f"quota must be from 1 to {MAX_BALANCE}")
     keys = [uuid.uuid4().hex for _ in range(count)]
     db.session.add_all(Redemption(user_id=caller().id, key=key, name=name, quota=quota) for key in keys)
     db.session.commit()
@@ -107,8 +107,8 @@ def update_redemption():
                 raise ApiError("name must be 1 to 20 characters")
             row.name = name
         if quota is not None:
-            if quota <= 0:
-                raise ApiError("quota must be positive")
+            if not 0 < quota <= MAX_BALANCE:
+                raise ApiError(f"quota must be from 1 to {MAX_BALANCE}")
             row.quota = quota
     db.session.commit()
     return ok(row.to_dict())
@@ -144,13 +144,16 @@ def admin_top_up():
     user_id = field(body, "user_id", int, required=True)
     quota = field(body, "quota", int, required=True)
     remark = field(body, "remark", str, default="") or f"top-up through the API: {quota}"
-    if quota <= 0:
-        raise ApiError("quota must be positive")
+    if not 0 < quota <= MAX_BALANCE:
+        raise ApiError(f"quota must be from 1 to {MAX_BALANCE}")
     target = db.session.get(User, user_id)
     if target is None:
         raise ApiError("user not found", 404)
     if caller().role != ROLE_ROOT and target.role >= caller().role:
         raise ApiError("permission denied: the user's role is not below yours", 403)
-    if not ledger.top_up(user_id, quota, remark):
-        raise ApiError("user not found", 404)
+    try:
+        if not ledger.top_up(user_id, quota, remark):
+            raise ApiError("user not found", 404)
+    except ledger.LedgerError as error:
+        raise ApiError(str(error)) from None
     return ok()

@@ -5,6 +5,7 @@ import time
 
 from sqlalchemy import select, update
 
+from oneapi.envelope import MAX_BALANCE
 from oneapi.extensions import db
 from oneapi.models import Log, LogType, Redemption, User
 from oneapi.models.redemption import REDEMPTION_ENABLED, REDEMPTION_USED
@@ -27,8 +28,9 @@ def redeem(user_id, key):
         if taken != 1:
             raise LedgerError("this redemption code is invalid or has already been used")
         amount = db.session.scalar(select(Redemption.quota).where(Redemption.key == key))
-        db.session.execute(update(User).where(User.id == user_id).values(quota=User.quota + amount),
-                           execution_options=_NO_SYNC)
+        if db.session.execute(update(User).where(User.id == user_id, User.quota <= MAX_BALANCE - amount)
+                              .values(quota=User.quota + amount), execution_options=_NO_SYNC).rowcount != 1:
+            raise LedgerError(f"the balance would exceed the maximum of {MAX_BALANCE}")
         username = db.session.scalar(select(User.username).where(User.id == user_id))
         db.session.add(Log(type=LogType.TOPUP, user_id=user_id, username=username, quota=amount, created_at=now,
                            content=f"redeemed a code for {amount} quota"))
@@ -43,10 +45,12 @@ def top_up(user_id, amount, remark, log_type=LogType.TOPUP):
     """Add quota to a user (admin top-up, gifts). Returns False when there is no such user."""
     now = int(time.time())
     try:
-        changed = db.session.execute(update(User).where(User.id == user_id).values(quota=User.quota + amount),
-                                     execution_options=_NO_SYNC).rowcount
+        changed = db.session.execute(update(User).where(User.id == user_id, User.quota <= MAX_BALANCE - amount)
+                                     .values(quota=User.quota + amount), execution_options=_NO_SYNC).rowcount
         if changed != 1:
             db.session.rollback()
+            if db.session.get(User, user_id) is not None:
+                raise LedgerError(f"the balance would exceed the maximum of {MAX_BALANCE}")
             return False
         username = db.session.scalar(select(User.username).where(User.id == user_id))
         db.session.add(Log(type=log_type, user_id=user_id, username=username, quota=amount, created_at=now,

@@ -7,7 +7,7 @@ from flask import request
 from sqlalchemy import select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import ApiError, field, json_object, ok, page, starts_with
+from oneapi.envelope import MAX_BALANCE, ApiError, field, json_object, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import Token
 from oneapi.models.token import TOKEN_ENABLED, generate_key
@@ -40,8 +40,8 @@ def _apply_fields(token, body):
         token.expired_time = expired_time
     remain_quota = field(body, "remain_quota", int)
     if remain_quota is not None:
-        if remain_quota < 0:
-            raise ApiError("remain_quota must not be negative")
+        if not 0 <= remain_quota <= MAX_BALANCE:
+            raise ApiError(f"remain_quota must be from 0 to {MAX_BALANCE}")
         token.remain_quota = remain_quota
     remain_times = field(body, "remain_times", int)
     if remain_times is not None:
@@ -125,7 +125,7 @@ def update_token():
         _apply_fields(token, body)
     if status is not None:
         if status not in VALID_STATUSES:
-            raise ApiError("status must be 1 (enabled) or 2 (disabled)")
+            raise ApiError("status must be 1 (enabled), 2 (disabled), 3 (expired) or 4 (exhausted)")
         if status == TOKEN_ENABLED:
             if token.expired_time != -1 and token.expired_time <= int(time.time()):
                 raise ApiError("the token has expired: change its expiry before enabling it")

@@ -5,7 +5,7 @@ from flask import request
 from sqlalchemy import or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import ApiError, field, json_object, ok, page, starts_with
+from oneapi.envelope import MAX_BALANCE, ApiError, field, json_object, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import User
 from oneapi.models.user import ROLE_ADMIN, ROLE_COMMON, ROLE_ROOT, STATUS_DELETED, STATUS_DISABLED, STATUS_ENABLED
@@ -117,6 +117,8 @@ def update_user():
     if role is not None and role != user.role:
         if actor.role != ROLE_ROOT:
             raise ApiError("only root changes roles", 403)
+        if user.role == ROLE_ROOT:
+            raise ApiError("root cannot be demoted")
         if role not in (ROLE_COMMON, ROLE_ADMIN):
             raise ApiError("role must be 1 (common) or 10 (admin)")
         user.role = role
@@ -129,8 +131,8 @@ def update_user():
         user.status = status
     quota = field(body, "quota", int)
     if quota is not None:
-        if quota < 0:
-            raise ApiError("quota must not be negative")
+        if not 0 <= quota <= MAX_BALANCE:
+            raise ApiError(f"quota must be from 0 to {MAX_BALANCE}")
         user_service.set_quota(user, quota, actor)
     cache.publish(accounts.user_topic(user.id))
     db.session.commit()

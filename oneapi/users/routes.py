@@ -41,6 +41,8 @@ def update_self():
         username = username.strip()
         if not 1 <= len(username) <= 12:
             raise ApiError("username must be 1 to 12 characters")
+        if username.startswith("deleted_"):
+            raise ApiError("usernames starting with deleted_ are reserved")
         if db.session.scalar(select(User.id).where(User.username == username, User.id != user.id)):
             raise ApiError("that username is taken")
         user.username = username
