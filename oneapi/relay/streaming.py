@@ -22,17 +22,24 @@ from oneapi.services import tokenizer
 log = logging.getLogger(__name__)
 _TEXT_FLUSH = 65536  # count delivered text in pieces, so a long answer never sits in memory whole
 _PARSE_LIMIT = 1 << 20  # larger events (inline images) are forwarded without being parsed
+_KEEP_LIMIT = 32 * 1024  # content chunks kept unparsed per stream, in case the upstream sends no usage
+_DECIDE = (b'"usage":{', b'"usage": {', b'"choices":[]', b'"choices": []')  # may be counted or dropped: parse
 
 
 class StreamMeter:
+    """Watches the events going by. Only events that may need a decision are parsed as JSON (a usage object,
+    an empty choices list); the rest are scanned for a finish reason and kept as bytes, to be parsed only if
+    the upstream ends without reporting usage, which is rare once we ask for it. Kept bytes are bounded: past
+    _KEEP_LIMIT they are parsed and counted at once and the stream is counted as it goes."""
+
     def __init__(self, model, strip_usage):
         self.model = model
         self.strip_usage = strip_usage
         self.usage = None
         self.done = False
         self.finished = False  # a choice reported a finish_reason
-        self._text = []
-        self._text_size = 0
+        self._kept, self._kept_size = [], 0
+        self._text, self._text_size = [], 0
         self._counted = 0
         self._skip_blank = False
 
@@ -48,7 +55,18 @@ class StreamMeter:
             self._counted += tokenizer.count_text("".join(self._text), self.model)
             self._text, self._text_size = [], 0
 
+    def _parse_kept(self):
+        for payload in self._kept:
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self._observe(event)
+        self._kept, self._kept_size = [], 0
+
     def completion_tokens(self):
+        self._parse_kept()
         self._flush_text()
         return self._counted
 
@@ -75,14 +93,34 @@ class StreamMeter:
         usage_only = event.get("usage") is not None and not choices
         return not (usage_only and self.strip_usage)
 
+    def _keep(self, payload):
+        """Note an ordinary content chunk without parsing it."""
+        if b'"finish_reason":"' in payload or b'"finish_reason": "' in payload:
+            self.finished = True
+        if self.usage is not None:
+            return
+        if self._kept_size + len(payload) > _KEEP_LIMIT:
+            self._parse_kept()
+            self._observe_bytes(payload)
+            return
+        self._kept.append(payload)
+        self._kept_size += len(payload)
+
+    def _observe_bytes(self, payload):
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return True
+        return self._observe(event) if isinstance(event, dict) else True
+
     def feed(self, lines):
-        """Lines (bytes ending in \\n) in, the bytes to forward out."""
-        out = []
+        """Lines (bytes ending in \\n) in, the bytes to forward out: `lines` itself unless an event is dropped."""
+        out, dropped = [], False
         for line in lines.splitlines(keepends=True):
             stripped = line.strip()
             if not stripped:
                 if self._skip_blank:
-                    self._skip_blank = False
+                    self._skip_blank, dropped = False, True
                     continue
                 out.append(line)
                 continue
@@ -92,15 +130,14 @@ class StreamMeter:
                 if payload == b"[DONE]":
                     self.done = True
                 elif payload.startswith(b"{") and len(payload) <= _PARSE_LIMIT:
-                    try:
-                        event = json.loads(payload)
-                    except ValueError:
-                        event = None
-                    if isinstance(event, dict) and not self._observe(event):
-                        self._skip_blank = True
-                        continue
+                    if any(marker in payload for marker in _DECIDE):
+                        if not self._observe_bytes(payload):
+                            self._skip_blank = dropped = True
+                            continue
+                    else:
+                        self._keep(payload)
             out.append(line)
-        return b"".join(out)
+        return b"".join(out) if dropped else lines
 
     def final_usage(self, count_prompt):
         if self.usage is not None:
