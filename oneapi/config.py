@@ -129,6 +129,11 @@ def load(env=None, port=None, log_dir=None):
         "BREAKER_FAILURES": _int(env.get("BREAKER_FAILURES"), 3),
         "BREAKER_COOLDOWN_SECONDS": _float(env.get("BREAKER_COOLDOWN_SECONDS"), 30),
         "BREAKER_MAX_COOLDOWN_SECONDS": _float(env.get("BREAKER_MAX_COOLDOWN_SECONDS"), 300),
+        # Outbound requests to URLs others chose (webhooks, alerts) go through services/egress.py, which refuses
+        # private and local addresses unless this is on (tests, webhooks on a private network).
+        "EGRESS_ALLOW_PRIVATE": _bool(env.get("EGRESS_ALLOW_PRIVATE")),
+        # At most one channel disable/enable notification per channel in this many seconds (per process).
+        "NOTIFY_WINDOW_SECONDS": _float(env.get("NOTIFY_WINDOW_SECONDS"), 600),
         "USER_CONTENT_REQUEST_PROXY": env.get("USER_CONTENT_REQUEST_PROXY", ""),
         "USER_CONTENT_REQUEST_TIMEOUT": _int(env.get("USER_CONTENT_REQUEST_TIMEOUT"), 30),
         "TIKTOKEN_CACHE_DIR": env.get("TIKTOKEN_CACHE_DIR") or env.get("DATA_GYM_CACHE_DIR") or "",
