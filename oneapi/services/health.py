@@ -19,7 +19,7 @@ from sqlalchemy import update
 from oneapi.extensions import db
 from oneapi.models import Channel
 from oneapi.models.channel import CHANNEL_AUTO_DISABLED, CHANNEL_ENABLED
-from oneapi.services import cache, options
+from oneapi.services import cache, notify, options
 
 log = logging.getLogger(__name__)
 
@@ -128,4 +128,6 @@ def set_status(channel_id, status, reason, only_if=None):
         cache.publish("channels")
         log.warning("channel %s: %s", channel_id, reason)
     db.session.commit()
+    if changed:
+        notify.channel_status_changed(channel_id, status, reason)
     return bool(changed)

@@ -42,6 +42,7 @@ DEFAULTS = {
     "SMTPToken": "",
     "MessagePusherAddress": "",
     "MessagePusherToken": "",
+    "ChannelNotifyWebhook": "",  # ours: POST JSON here when a channel is disabled or re-enabled automatically
     "QuotaForNewUser": "0",
     "QuotaForInviter": "0",
     "QuotaForInvitee": "0",
