@@ -55,7 +55,8 @@ class MockUpstream:
         self.seen = []
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"mock": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        # A listen backlog for bursts: the default 5 refuses connections when 50 relay requests arrive at once.
+        self.server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
