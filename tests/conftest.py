@@ -45,8 +45,20 @@ def database(tmp_path_factory):
 
 
 def empty_tables():
-    for table in reversed(db.metadata.sorted_tables):
-        db.session.execute(table.delete())
+    """Empty every table and restart the ids, so each test sees ids from 1 (root is user 1) on every database."""
+    tables = list(reversed(db.metadata.sorted_tables))
+    dialect = db.engine.dialect.name
+    if dialect == "postgresql":
+        names = ", ".join(f'"{table.name}"' for table in tables)
+        db.session.execute(text(f"TRUNCATE TABLE {names} RESTART IDENTITY"))
+    elif dialect == "mysql":
+        for table in tables:
+            db.session.execute(text(f"TRUNCATE TABLE `{table.name}`"))
+    else:
+        for table in tables:
+            db.session.execute(table.delete())
+        if db.session.execute(text("SELECT name FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+            db.session.execute(text("DELETE FROM sqlite_sequence"))
     db.session.commit()
 
 

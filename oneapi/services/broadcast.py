@@ -83,5 +83,5 @@ def _listen():
                 with _listening["app"].app_context():
                     cache.drop(*topics)
         except Exception as error:  # Redis went away: retry; the poll covers the gap
-            log.warning("cache listener lost Redis (%s); retrying", type(error).__name__)
+            log.warning("cache listener lost Redis (%s: %s); retrying", type(error).__name__, error)
             time.sleep(1)
