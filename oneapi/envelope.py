@@ -30,9 +30,16 @@ def fail(message, status=200):
 
 
 def json_object():
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    """The request body as a JSON object, or a 400 that says what is wrong with it.
+
+    A request authenticated by the session cookie must say `Content-Type: application/json`: a page on
+    another site cannot send that without a CORS preflight, which /api never grants, so cookie-authenticated
+    state changes cannot be forged. Scripts using an access token may leave the header out, as the
+    original allowed."""
     if not request.data:
         raise ApiError("the request body must be a JSON object", 400)
+    if not request.is_json and not request.headers.get("Authorization"):
+        raise ApiError("send the body with Content-Type: application/json", 415)
     body = request.get_json(silent=True, force=True)
     if not isinstance(body, dict):
         raise ApiError("the request body must be a JSON object", 400)

@@ -366,3 +366,15 @@ def test_status_reflects_options(root):
 def test_every_api_response_has_a_request_id(client):
     for reply in (client.get("/api/status"), client.get("/api/channel/"), client.post("/api/user/login", json={})):
         assert re.fullmatch(r"\d{20,}", reply.headers.get("X-Oneapi-Request-Id", ""))
+
+
+def test_cookie_sessions_must_send_json_content_type(root):
+    """A cross-site form cannot send application/json: cookie-authenticated writes require it (CSRF)."""
+    reply = root.post("/api/token/", data='{"name": "forged"}', content_type="text/plain")
+    assert reply.status_code == 415 and "application/json" in reply.json["message"]
+    assert root.get("/api/token/search?keyword=forged").json["data"] == []
+    token = root.post("/api/user/token").json["data"]
+    scripted = root.application.test_client()
+    reply = scripted.post("/api/token/", data='{"name": "scripted"}', content_type="text/plain",
+                          headers={"Authorization": token})
+    assert reply.json["success"]  # access-token scripts may leave the header out, as with the original

@@ -46,6 +46,9 @@ def create(username, password, *, display_name="", role=ROLE_COMMON, email="", i
     user = User(username=username, display_name=display_name or username, role=role, email=email,
                 inviter_id=inviter_id, quota=0)
     user.set_password(password)
+    for _ in range(5):  # the invitation code, made now so reading it later (GET /api/user/aff) changes nothing
+        if not db.session.scalar(select(User.id).where(User.aff_code == user.new_aff_code())):
+            break
     db.session.add(user)
     db.session.flush()
     token = Token(user_id=user.id, name="default", unlimited_quota=True, expired_time=-1, remain_quota=0)
