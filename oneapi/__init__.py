@@ -3,7 +3,6 @@
 import os
 
 from flask import Flask
-from werkzeug.routing import IntegerConverter
 
 from oneapi import config as config_module
 from oneapi.extensions import db, login_manager, migrate
@@ -11,17 +10,10 @@ from oneapi.extensions import db, login_manager, migrate
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class _BigintConverter(IntegerConverter):
-    def __init__(self, url_map, *args, **kwargs):
-        kwargs.setdefault("max", 2**63 - 1)
-        super().__init__(url_map, *args, **kwargs)
-
-
 def create_app(overrides=None, *, port=None, log_dir=None):
     app = Flask(__name__, template_folder=os.path.join(ROOT_DIR, "templates"),
                 static_folder=os.path.join(ROOT_DIR, "static"))
     app.config.update(config_module.load(port=port, log_dir=log_dir))
-    app.url_map.converters["int"] = _BigintConverter  # ids beyond 64 bits are a 404, not a database error
     if overrides:
         app.config.update(overrides)
         if "SQL_DSN" in overrides or "SQLITE_PATH" in overrides:

@@ -6,6 +6,7 @@ ITEMS_PER_PAGE = 10
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000_000
 BIGINT_MAX = 2**63 - 1  # the database columns are 64-bit; larger numbers are refused, never a 500
+ID_MAX = 2**31 - 1  # row ids are 32-bit integers
 MAX_BALANCE = 10**18  # any quota or balance, with room below BIGINT_MAX for sums
 
 
@@ -56,8 +57,8 @@ def page():
     return index * size, size
 
 
-def query_int(name, default=0):
-    """An integer query parameter, in the 64-bit range, or a 400 that names it."""
+def query_int(name, default=0, maximum=BIGINT_MAX):
+    """An integer query parameter, within ±maximum (64-bit by default), or a 400 that names it."""
     value = request.args.get(name, "")
     if value == "":
         return default
@@ -65,7 +66,7 @@ def query_int(name, default=0):
         number = int(value)
     except ValueError:
         raise ApiError(f"{name} must be an integer", 400) from None
-    if abs(number) > BIGINT_MAX:
+    if abs(number) > maximum:
         raise ApiError(f"{name} is out of range", 400)
     return number
 
@@ -82,7 +83,7 @@ def field(body, name, kind, *, default=None, required=False):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ApiError(f"{name} must be an integer")
-        if abs(value) > BIGINT_MAX:
+        if abs(value) > (ID_MAX if name == "id" or name.endswith("_id") else BIGINT_MAX):
             raise ApiError(f"{name} is out of range")
     if kind is bool and not isinstance(value, bool):
         raise ApiError(f"{name} must be true or false")
@@ -95,3 +96,8 @@ def starts_with(column, text):
     """`column LIKE 'text%'` with the wildcards in `text` escaped, so user input matches only itself."""
     pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return column.like(pattern, escape="\\")
+
+
+def keyword_id(keyword):
+    """The search keyword as a row id, when it can be one."""
+    return int(keyword) if keyword.isdigit() and int(keyword) <= ID_MAX else None

@@ -6,14 +6,14 @@ import os
 import secrets
 import time
 
-from flask import g, jsonify, redirect, render_template, request, url_for
+from flask import abort, g, jsonify, redirect, render_template, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
-from oneapi.envelope import ApiError, fail
+from oneapi.envelope import ID_MAX, ApiError, fail
 from oneapi.services import accounts, broadcast, cache, options, scheduler
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,8 @@ def _wants_json():
 def register_hooks(app):
     @app.before_request
     def _start():
+        if any(isinstance(v, int) and v > ID_MAX for v in (request.view_args or {}).values()):
+            abort(404)  # no row has an id beyond 32 bits; asking the database would be an error, not a miss
         g.request_id = new_request_id()
         g.started = time.monotonic()
         broadcast.ensure_listening(app)

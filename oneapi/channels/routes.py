@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select
 
 from oneapi.auth.guards import caller, require_role
 from oneapi.channels import bp
-from oneapi.envelope import ApiError, field, json_object, ok, page, starts_with
+from oneapi.envelope import ApiError, field, json_object, keyword_id, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import Ability, Channel
 from oneapi.models.channel import CHANNEL_AUTO_DISABLED, CHANNEL_ENABLED, CHANNEL_MANUALLY_DISABLED
@@ -158,8 +158,8 @@ def delete_channel(channel_id):
 def search_channels():
     keyword = request.args.get("keyword", "").strip()
     clauses = [starts_with(Channel.name, keyword)]
-    if keyword.isdigit():
-        clauses.append(Channel.id == int(keyword))
+    if keyword_id(keyword) is not None:
+        clauses.append(Channel.id == keyword_id(keyword))
     rows = db.session.scalars(select(Channel).where(or_(*clauses)).order_by(Channel.id.desc()).limit(100))
     return ok([c.to_dict() for c in rows])
 

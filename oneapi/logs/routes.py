@@ -6,7 +6,7 @@ from flask import request
 from sqlalchemy import delete, func, or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import ApiError, ok, page, query_int, starts_with
+from oneapi.envelope import ID_MAX, ApiError, keyword_id, ok, page, query_int, starts_with
 from oneapi.extensions import db
 from oneapi.logs import bp
 from oneapi.models import Log, LogType
@@ -19,7 +19,7 @@ DAY = 86400
 def _filters(own_user_id=None, with_type=True):
     """WHERE clauses from the query string; 0 or empty means no filter (the original's convention)."""
     clauses = []
-    log_type = query_int("type") if with_type else 0
+    log_type = query_int("type", maximum=ID_MAX) if with_type else 0
     if log_type:
         clauses.append(Log.type == log_type)
     start, end = query_int("start_timestamp"), query_int("end_timestamp")
@@ -35,7 +35,7 @@ def _filters(own_user_id=None, with_type=True):
     else:
         if request.args.get("username"):
             clauses.append(Log.username == request.args["username"])
-        channel = query_int("channel")
+        channel = query_int("channel", maximum=ID_MAX)
         if channel:
             clauses.append(Log.channel_id == channel)
     return clauses
@@ -84,8 +84,8 @@ def own_stat():
 def _search(extra):
     keyword = request.args.get("keyword", "")
     clauses = [starts_with(Log.content, keyword)]
-    if keyword.isdigit():
-        clauses.append(Log.type == int(keyword))
+    if keyword_id(keyword) is not None:
+        clauses.append(Log.type == keyword_id(keyword))
     rows = db.session.scalars(select(Log).where(or_(*clauses), *extra).order_by(Log.id.desc()).limit(MAX_SEARCH))
     return ok([row.to_dict() for row in rows])
 

@@ -9,7 +9,7 @@ from flask import Response, request
 from sqlalchemy import or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import MAX_BALANCE, ApiError, field, json_object, ok, page, starts_with
+from oneapi.envelope import MAX_BALANCE, ApiError, field, json_object, keyword_id, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import Redemption, User
 from oneapi.models.user import ROLE_ADMIN, ROLE_COMMON, ROLE_ROOT
@@ -32,8 +32,8 @@ def list_redemptions():
 def search_redemptions():
     keyword = request.args.get("keyword", "").strip()
     clauses = [starts_with(Redemption.name, keyword)]
-    if keyword.isdigit():
-        clauses.append(Redemption.id == int(keyword))
+    if keyword_id(keyword) is not None:
+        clauses.append(Redemption.id == keyword_id(keyword))
     rows = db.session.scalars(select(Redemption).where(or_(*clauses)).order_by(Redemption.id.desc()).limit(100))
     return ok([r.to_dict() for r in rows])
 

@@ -5,7 +5,7 @@ from flask import request
 from sqlalchemy import or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import MAX_BALANCE, ApiError, field, json_object, ok, page, starts_with
+from oneapi.envelope import MAX_BALANCE, ApiError, field, json_object, keyword_id, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import User
 from oneapi.models.user import ROLE_ADMIN, ROLE_COMMON, ROLE_ROOT, STATUS_DELETED, STATUS_DISABLED, STATUS_ENABLED
@@ -47,8 +47,8 @@ def search_users():
     keyword = request.args.get("keyword", "").strip()
     clauses = [starts_with(User.username, keyword), starts_with(User.email, keyword),
                starts_with(User.display_name, keyword)]
-    if keyword.isdigit():
-        clauses.append(User.id == int(keyword))
+    if keyword_id(keyword) is not None:
+        clauses.append(User.id == keyword_id(keyword))
     rows = db.session.scalars(select(User).where(User.status != STATUS_DELETED, or_(*clauses))
                               .order_by(User.id.desc()).limit(MAX_SEARCH))
     return ok([u.to_dict() for u in rows])

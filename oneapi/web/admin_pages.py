@@ -6,7 +6,7 @@ from flask import abort, render_template, request
 from flask_login import current_user
 from sqlalchemy import or_, select
 
-from oneapi.envelope import starts_with
+from oneapi.envelope import keyword_id, starts_with
 from oneapi.extensions import db
 from oneapi.models import Channel, Redemption, User
 from oneapi.models.user import ROLE_ADMIN, STATUS_DELETED
@@ -27,8 +27,8 @@ def _listing(model, keyword_columns, order):
         query = query.where(User.status != STATUS_DELETED)
     if keyword:
         clauses = [starts_with(column, keyword) for column in keyword_columns]
-        if keyword.isdigit():
-            clauses.append(model.id == int(keyword))
+        if keyword_id(keyword) is not None:
+            clauses.append(model.id == keyword_id(keyword))
         rows = db.session.scalars(query.where(or_(*clauses)).order_by(order).limit(100)).all()
         return rows, 0, False, keyword
     index = page_number()
