@@ -13,9 +13,9 @@ on 127.0.0.1. At the end, an independent mock from PyPI (llmock) sends provider-
 | 503 overloaded             | 503                     | no                   | skipped                 |
 | 500 server error           | 500                     | no                   | skipped                 |
 | slow first byte            | 504 upstream_timeout    | no                   | skipped                 |
-| connection refused         | 502 (see the xfail)     | no                   | skipped                 |
+| connection refused         | 502                     | no                   | skipped                 |
 | 500 with a non-JSON body   | 500                     | no                   | skipped                 |
-| 200 with a non-JSON body   | 502 (see the xfail)     | no                   | skipped                 |
+| 200 with a non-JSON body   | 502                     | no                   | skipped                 |
 Every failure before the first byte refunds the reservation and writes no consume row; with RetryTimes 1
 the request moves to the next channel and is billed once, there. A stream cut after its first bytes is
 never retried: the client gets an error event and no [DONE], and what was delivered is billed once.
@@ -87,20 +87,8 @@ FAULTS = {
                                         f"<html><body>upstream proxy error for {KEY_A}</body></html>".encode())),
     "garbage_200": Fault(502, scripted=(200, {"Content-Type": "application/json"}, b"<html>not json at all")),
 }
-# Known bugs elsewhere, kept visible: each xfail is strict, so fixing the bug turns it into a failure to remove.
-KNOWN_BUGS = {
-    "garbage_200": pytest.mark.xfail(strict=True, reason=(
-        "a 200 whose body is not JSON is forwarded to the client as a success and billed on the prompt estimate "
-        "(oneapi/relay/responses.py plain_response); expected a 502 in OpenAI's shape and a refund")),
-}
-REFUSED_IS_TIMEOUT = pytest.mark.xfail(strict=True, reason=(
-    "urllib3's NewConnectionError subclasses ConnectTimeoutError, so oneapi/relay/upstream.py send() reports a "
-    "refused connection as a 504 upstream_timeout (health TIMEOUT) instead of a 502 upstream_unreachable"))
-
-
-def fault_params(bugs=None):
-    bugs = {**KNOWN_BUGS, **(bugs or {})}
-    return [pytest.param(name, marks=bugs[name]) if name in bugs else name for name in FAULTS]
+def fault_params():
+    return list(FAULTS)
 
 
 @pytest.fixture
@@ -192,7 +180,7 @@ def assert_openai_error(response, fault, secrets):
 
 
 @pytest.mark.parametrize("auto_disable", ["true", "false"])
-@pytest.mark.parametrize("name", fault_params({"refused_connection": REFUSED_IS_TIMEOUT}))
+@pytest.mark.parametrize("name", fault_params())
 def test_one_channel(app, root, upstream, scripted, name, auto_disable):
     fault = FAULTS[name]
     set_options(root, AutomaticDisableChannelEnabled=auto_disable, RetryTimes="0")

@@ -5,6 +5,7 @@ never. The reservation is either handed to the response body (streams, speech), 
 however it ends, or settled or refunded here.
 """
 
+import json
 import logging
 
 from flask import current_app, g, request
@@ -15,7 +16,7 @@ from oneapi.relay.auth import Caller, authenticate
 from oneapi.relay.billing import Bill
 from oneapi.relay.errors import RelayError
 from oneapi.relay.responses import binary_response, error_from_upstream, plain_response, stream_response
-from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, send
+from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, read_body, send
 from oneapi.services import health, options, quota, ratios, routing, tokenizer
 
 log = logging.getLogger(__name__)
@@ -113,21 +114,34 @@ def relay(mode, path_model=None):
                 unit={"image": "image", "speech": "character"}.get(mode.billing, "token"),
                 prompt_counter=(lambda: tokenizer.count_prompt(incoming.body, incoming.model)) if counts_prompt else None)
     try:
-        response, prepared, channel = _send_with_retries(route, mode, incoming)
+        response, prepared, channel, data = _send_with_retries(route, mode, incoming)
     except BaseException:
         bill.close(None, "upstream_error")
         raise
     bill.attach(channel, prepared.model, prepared.system_prompt_reset)
-    if incoming.stream and response.headers.get("Content-Type", "").startswith("text/event-stream"):
-        return stream_response(response, prepared, bill)
-    if mode.billing == "speech":
+    if data is None and mode.billing == "speech":
         return binary_response(response, bill, fixed)
+    if data is None:
+        return stream_response(response, prepared, bill)
     try:
-        return plain_response(response, bill, mode, incoming, fixed)
+        return plain_response(response, data, bill, mode, incoming, fixed)
     except BaseException:
-        response.close()
         bill.close(None, "upstream_error")
         raise
+
+
+def _streams_back(mode, incoming, response):
+    """Answers passed through as they arrive (events, audio); everything else is read whole first."""
+    return mode.billing == "speech" or (
+        incoming.stream and response.headers.get("Content-Type", "").startswith("text/event-stream"))
+
+
+def _is_json(data):
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
 
 
 def _send_with_retries(route, mode, incoming):
@@ -158,9 +172,21 @@ def _send_with_retries(route, mode, incoming):
             last_error = RelayError(502, "the upstream could not be reached", "upstream_unreachable")
             continue
         status = response.status_code
-        if 200 <= status < 300:
+        if 200 <= status < 300 and _streams_back(mode, incoming, response):
             health.succeeded(channel.id)
-            return response, prepared, channel
+            return response, prepared, channel, None
+        if 200 <= status < 300:
+            data = read_body(response, int(config["RELAY_MAX_RESPONSE_MB"] * 1024 * 1024))
+            response.close()
+            if data is None:
+                raise RelayError(502, "the upstream's answer is larger than RELAY_MAX_RESPONSE_MB", "response_too_large")
+            if mode.billing != "audio_text" and not _is_json(data):  # a "success" nobody can use: try elsewhere
+                health.failed(channel, health.SERVER_ERROR, "status 200 with a body that is not JSON")
+                last_error = RelayError(502, "the upstream answered with something that is not JSON",
+                                        "bad_upstream_response")
+                continue
+            health.succeeded(channel.id)
+            return response, prepared, channel, data
         last_error = error_from_upstream(response, channel)
         failure = health.classify(status, last_error.type, last_error.code)
         log.warning("channel %s answered %s (%s)", channel.id, status, failure)

@@ -54,12 +54,8 @@ def stream_response(response, prepared, bill):
     return Response(body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def plain_response(response, bill, mode, incoming, fixed):
-    data = read_body(response, int(current_app.config["RELAY_MAX_RESPONSE_MB"] * _MB))
-    response.close()
-    if data is None:
-        bill.close(Usage(bill.local_prompt_tokens(), 0, estimated=True), "upstream_error", fixed)
-        raise RelayError(502, "the upstream's answer is larger than RELAY_MAX_RESPONSE_MB", "response_too_large")
+def plain_response(response, data, bill, mode, incoming, fixed):
+    """A whole answer, already read (and checked) by the pipeline: bill it and pass it on."""
     if mode.billing == "audio_text":
         response_format = incoming.body.get("response_format")
         seconds = costs.audio_seconds(incoming.files, data, response_format)

@@ -301,17 +301,23 @@ def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):
             rest = item[cut + 1:]
             parts, size = ([rest], len(rest)) if rest else ([], 0)
             data = meter.feed(ready)
+            if meter.done:  # settle before the client sees the end: once it has [DONE], the ledger has the bill
+                outcome = "done"
+                end(outcome)
             if data:
                 at_boundary = data.endswith(b"\n\n")
                 yield data
+            if meter.done:
+                return
         if parts:
             data = meter.feed(b"".join(parts) + b"\n")
             if data:
                 yield data
         if meter.done or meter.finished:
+            outcome = "done"
+            end(outcome)
             if not meter.done:
                 yield b"data: [DONE]\n\n"
-            outcome = "done"
         else:
             outcome = "upstream_error"
             yield error_event("the upstream closed the stream before it finished", "upstream_cut", request_id)

@@ -12,7 +12,7 @@ from http.cookiejar import DefaultCookiePolicy
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 _POOL_ARGS = {"num_pools": 64, "maxsize": 512, "block": False, "retries": False}
@@ -82,6 +82,8 @@ def send(url, headers, body, *, connect_timeout, idle_timeout, proxy=""):
     try:
         raw = _pool(proxy).urlopen("POST", url, body=body, headers=headers, preload_content=False, redirect=False,
                                    retries=False, timeout=timeout, decode_content=True)
+    except NewConnectionError as error:  # refused, unresolvable: caught first, it subclasses a timeout error
+        raise UpstreamUnreachable(type(error).__name__) from None
     except (TimeoutError, Urllib3Timeout) as error:
         raise UpstreamTimeout(type(error).__name__) from None
     except (HTTPError, OSError) as error:
