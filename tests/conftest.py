@@ -22,10 +22,29 @@ os.environ.setdefault("SESSION_SECRET", "test-session-secret-" + "x" * 32)
 TEST_PASSWORD = "s3cret-pass"
 
 
+def worker_dsn(dsn):
+    """Under pytest-xdist each worker gets its own server database (test_gw0, test_gw1...), made if missing."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not dsn or not worker:
+        return dsn
+    base, _, name = dsn.rpartition("/")
+    name, query = (name.split("?", 1) + [""])[:2]
+    own = f"{name}_{worker}"
+    engine = create_engine(database_url(dsn, ""), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": own}).first():
+                conn.execute(text(f'CREATE DATABASE "{own}"'))
+        else:
+            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{own}`"))
+    engine.dispose()
+    return f"{base}/{own}" + (f"?{query}" if query else "")
+
+
 @pytest.fixture(scope="session")
 def database(tmp_path_factory):
     """(SQL_DSN, SQLITE_PATH) of a database migrated once for the whole run, emptied before."""
-    dsn = os.environ.get("SQL_DSN", "")
+    dsn = worker_dsn(os.environ.get("SQL_DSN", ""))
     sqlite_path = str(tmp_path_factory.mktemp("db") / "one-api.db")
     if dsn:
         engine = create_engine(database_url(dsn, sqlite_path))

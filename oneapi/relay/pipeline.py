@@ -10,6 +10,7 @@ import logging
 
 from flask import current_app, g, request
 
+from oneapi.extensions import db
 from oneapi.relay import adaptors, channel_types, costs
 from oneapi.relay import incoming as incoming_request
 from oneapi.relay.auth import Caller, authenticate
@@ -113,6 +114,7 @@ def relay(mode, path_model=None):
     bill = Bill(_reserve(caller, amount), group_r, incoming.stream, caller.token.name, caller.user.username,
                 unit={"image": "image", "speech": "character"}.get(mode.billing, "token"),
                 prompt_counter=(lambda: tokenizer.count_prompt(incoming.body, incoming.model)) if counts_prompt else None)
+    db.session.close()  # hold no database connection while the upstream thinks: connections ≠ concurrency
     try:
         response, prepared, channel, data = _send_with_retries(route, mode, incoming)
     except BaseException:
