@@ -134,3 +134,11 @@ def test_lease_lets_one_worker_run_each_round(app):
     with app.app_context():
         assert scheduler.claim(60) is True
         assert scheduler.claim(60) is False
+
+
+def test_the_console_shows_why_a_channel_was_disabled(app, root, upstream):
+    (channel_id,) = add_channel(root, upstream.url, name="flaky")
+    with app.app_context():
+        health.set_status(channel_id, 3, "disabled automatically: the upstream refused the key (status 401)")
+    page = root.get("/channel").data.decode()
+    assert "the upstream refused the key (status 401)" in page
