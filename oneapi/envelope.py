@@ -101,3 +101,10 @@ def starts_with(column, text):
 def keyword_id(keyword):
     """The search keyword as a row id, when it can be one."""
     return int(keyword) if keyword.isdigit() and int(keyword) <= ID_MAX else None
+
+
+def found(row, what):
+    """`row`, or a 404 saying which kind of thing was not found."""
+    if row is None:
+        raise ApiError(f"{what} not found", 404)
+    return row

@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select
 
 from oneapi.auth.guards import caller, require_role
 from oneapi.channels import bp
-from oneapi.envelope import ApiError, field, json_object, keyword_id, ok, page, starts_with
+from oneapi.envelope import ApiError, field, found, json_object, keyword_id, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import Ability, Channel
 from oneapi.models.channel import CHANNEL_AUTO_DISABLED, CHANNEL_ENABLED, CHANNEL_MANUALLY_DISABLED
@@ -83,9 +83,7 @@ def list_channels():
 @bp.get("/api/channel/<int:channel_id>")
 @require_role(ROLE_ADMIN)
 def get_channel(channel_id):
-    channel = db.session.get(Channel, channel_id)
-    if channel is None:
-        raise ApiError("channel not found", 404)
+    channel = found(db.session.get(Channel, channel_id), "channel")
     return ok(channel.to_dict())
 
 
@@ -120,9 +118,7 @@ def create_channels():
 @require_role(ROLE_ADMIN)
 def update_channel():
     body = json_object()
-    channel = db.session.get(Channel, field(body, "id", int, required=True))
-    if channel is None:
-        raise ApiError("channel not found", 404)
+    channel = found(db.session.get(Channel, field(body, "id", int, required=True)), "channel")
     values = _values(body)
     key = field(body, "key", str)
     if key and key.strip():
@@ -143,9 +139,7 @@ def update_channel():
 @bp.delete("/api/channel/<int:channel_id>")
 @require_role(ROLE_ADMIN)
 def delete_channel(channel_id):
-    channel = db.session.get(Channel, channel_id)
-    if channel is None:
-        raise ApiError("channel not found", 404)
+    channel = found(db.session.get(Channel, channel_id), "channel")
     db.session.execute(delete(Ability).where(Ability.channel_id == channel.id))
     db.session.delete(channel)
     cache.publish("channels")

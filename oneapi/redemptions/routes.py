@@ -9,7 +9,7 @@ from flask import Response, request
 from sqlalchemy import or_, select
 
 from oneapi.auth.guards import caller, require_role
-from oneapi.envelope import MAX_BALANCE, ApiError, field, json_object, keyword_id, ok, page, starts_with
+from oneapi.envelope import MAX_BALANCE, ApiError, field, found, json_object, keyword_id, ok, page, starts_with
 from oneapi.extensions import db
 from oneapi.models import Redemption, User
 from oneapi.models.user import ROLE_ADMIN, ROLE_COMMON, ROLE_ROOT
@@ -41,9 +41,7 @@ def search_redemptions():
 @bp.get("/api/redemption/<int:redemption_id>")
 @require_role(ROLE_ADMIN)
 def get_redemption(redemption_id):
-    row = db.session.get(Redemption, redemption_id)
-    if row is None:
-        raise ApiError("redemption code not found", 404)
+    row = found(db.session.get(Redemption, redemption_id), "redemption code")
     return ok(row.to_dict())
 
 
@@ -89,9 +87,7 @@ def export_redemptions():
 @require_role(ROLE_ADMIN)
 def update_redemption():
     body = json_object()
-    row = db.session.get(Redemption, field(body, "id", int, required=True))
-    if row is None:
-        raise ApiError("redemption code not found", 404)
+    row = found(db.session.get(Redemption, field(body, "id", int, required=True)), "redemption code")
     status = field(body, "status", int)
     if status is not None:
         if status not in (1, 2):
@@ -117,9 +113,7 @@ def update_redemption():
 @bp.delete("/api/redemption/<int:redemption_id>")
 @require_role(ROLE_ADMIN)
 def delete_redemption(redemption_id):
-    row = db.session.get(Redemption, redemption_id)
-    if row is None:
-        raise ApiError("redemption code not found", 404)
+    row = found(db.session.get(Redemption, redemption_id), "redemption code")
     db.session.delete(row)
     db.session.commit()
     return ok()
