@@ -36,6 +36,10 @@ def configure_database(app):
             "pool_pre_ping": True,
             "pool_timeout": 10,
         }
+        if url.startswith("mysql"):
+            # InnoDB's default REPEATABLE READ would let a request's session keep reading the snapshot it
+            # began with, missing the quota updates committed meanwhile on the quota service's connection.
+            config["SQLALCHEMY_ENGINE_OPTIONS"]["isolation_level"] = "READ COMMITTED"
     config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
     if not config.get("MAX_CONTENT_LENGTH"):
         # One byte over the relay's cap, so a chunked body (no Content-Length) that is too large reads as

@@ -26,12 +26,17 @@ def test_sigterm_lets_running_streams_finish_and_bills_them(live_server_factory,
     lines = stream.iter_lines()
     assert next(line for line in lines if line.startswith(b"data:"))
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    try:  # the node no longer takes new requests
-        refused = requests.get(server.url + "/api/status", timeout=2).status_code != 200
-    except requests.RequestException:
-        refused = True
-    assert refused
+
+    def refused():
+        try:
+            return requests.get(server.url + "/api/status", timeout=1).status_code != 200
+        except requests.RequestException:
+            return True
+
+    deadline = time.monotonic() + 5
+    while not refused() and time.monotonic() < deadline:  # the node stops taking new requests
+        time.sleep(0.1)
+    assert refused()
     rest = list(lines)
     assert b"data: [DONE]" in rest, "the running stream was cut by the restart"
     assert server.process.wait(20) == 0
