@@ -142,3 +142,25 @@ def test_the_console_shows_why_a_channel_was_disabled(app, root, upstream):
         health.set_status(channel_id, 3, "disabled automatically: the upstream refused the key (status 401)")
     page = root.get("/channel").data.decode()
     assert "the upstream refused the key (status 401)" in page
+
+
+def test_test_all_disables_a_channel_slower_than_the_threshold(app, root, upstream):
+    root.put("/api/option/", json={"key": "AutomaticDisableChannelEnabled", "value": "true"})
+    root.put("/api/option/", json={"key": "ChannelDisableThreshold", "value": "0.3"})
+    (slow,) = add_channel(root, upstream.url, name="slow", key="key-slow")
+    (fast,) = add_channel(root, upstream.url, name="fast", key="key-fast")
+    upstream.by_key["key-slow"] = Reply(delay_first=0.6)
+    assert root.get("/api/channel/test").json["success"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and channel_row(app, slow).status == 1:
+        time.sleep(0.1)
+    from oneapi.channels import routes as channel_routes
+
+    while time.monotonic() < deadline and channel_routes._test_all_lock.locked():  # let the run finish
+        time.sleep(0.1)
+    row = channel_row(app, slow)
+    assert row.status == 3 and "ChannelDisableThreshold" in row.status_reason
+    assert channel_row(app, fast).status == 1
+    with app.app_context():  # nothing happens with the option off, or with no threshold
+        root.put("/api/option/", json={"key": "ChannelDisableThreshold", "value": "0"})
+        assert health.too_slow(fast, 99) is False

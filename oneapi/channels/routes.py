@@ -16,7 +16,7 @@ from oneapi.models import Ability, Channel
 from oneapi.models.channel import CHANNEL_AUTO_DISABLED, CHANNEL_ENABLED, CHANNEL_MANUALLY_DISABLED
 from oneapi.models.user import ROLE_ADMIN
 from oneapi.relay import channel_types, model_lists
-from oneapi.services import cache, probes, routing
+from oneapi.services import cache, health, probes, routing
 
 _TEXT_FIELDS = ("name", "base_url", "other", "models", "group", "model_mapping", "config", "system_prompt")
 _INT_FIELDS = ("type", "priority", "weight", "status")
@@ -204,7 +204,9 @@ def _test_all(app, scope):
             for info in list(table.channels.values()):
                 if info.type not in channel_types.RELAYABLE or (wanted and info.status not in wanted):
                     continue
-                probes.test_channel(info)
+                ok, _, seconds, _ = probes.test_channel(info)
+                if ok and info.status == CHANNEL_ENABLED:
+                    health.too_slow(info.id, seconds)
                 time.sleep(app.config["POLLING_INTERVAL"])
             cache.publish("channels")
             db.session.commit()

@@ -113,6 +113,17 @@ def failed(channel, failure, detail=""):
                    + (f" ({detail})" if detail else ""), only_if=CHANNEL_ENABLED)
 
 
+def too_slow(channel_id, seconds):
+    """After a test of all channels: an enabled channel slower than ChannelDisableThreshold seconds (0 = no
+    limit) is disabled when AutomaticDisableChannelEnabled is on, as the original does. Returns whether."""
+    o = options.current()
+    threshold = o.float("ChannelDisableThreshold")
+    if threshold <= 0 or seconds <= threshold or not o.bool("AutomaticDisableChannelEnabled"):
+        return False
+    return set_status(channel_id, CHANNEL_AUTO_DISABLED, f"disabled automatically: a test took {seconds:.1f} s, "
+                      f"over ChannelDisableThreshold ({threshold:g} s)", only_if=CHANNEL_ENABLED)
+
+
 def set_status(channel_id, status, reason, only_if=None):
     """Change a channel's status with its reason and time, and tell every node. Returns whether it changed."""
     query = update(Channel).where(Channel.id == channel_id)
