@@ -185,8 +185,9 @@ def live_server_factory(database, tmp_path):
     def start(kind="app", **extra_env):
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PORT"))}
+        # Small pools: two xdist workers' servers share one PostgreSQL, which allows 100 connections in all.
         env.update({"SQL_DSN": dsn, "DATA_DIR": str(tmp_path / "data"), "SQLITE_PATH": str(tmp_path / "live.db"),
-                    "CACHE_SYNC_INTERVAL": "0.2"})
+                    "CACHE_SYNC_INTERVAL": "0.2", "SQL_MAX_IDLE_CONNS": "4", "SQL_MAX_OPEN_CONNS": "8"})
         if kind == "gunicorn":
             env.update({"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2", "ACCESS_LOG": "", "GRACEFUL_TIMEOUT": "3"})
             command = [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"]
