@@ -110,11 +110,14 @@ def relay(mode, path_model=None):
     route = Route(caller, incoming.model)
     group_r = ratios.group_ratio(caller.user.group)
     amount, fixed = _price(mode, incoming, group_r)
+    # Hold no session connection from here on: the quota service takes its own, briefly, and the upstream
+    # may think for minutes. Holding one per request would make connections = concurrency, and a full pool
+    # would wait on itself.
+    db.session.close()
     counts_prompt = mode.billing == "tokens"
     bill = Bill(_reserve(caller, amount), group_r, incoming.stream, caller.token.name, caller.user.username,
                 unit={"image": "image", "speech": "character"}.get(mode.billing, "token"),
                 prompt_counter=(lambda: tokenizer.count_prompt(incoming.body, incoming.model)) if counts_prompt else None)
-    db.session.close()  # hold no database connection while the upstream thinks: connections ≠ concurrency
     try:
         response, prepared, channel, data = _send_with_retries(route, mode, incoming)
     except BaseException:

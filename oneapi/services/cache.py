@@ -104,3 +104,4 @@ def sync():
     if rows:
         state.last_event_id = max(state.last_event_id, rows[-1].id)
         state.seen = {row.id for row in rows}
+    db.session.close()  # give the connection back at once: the request may go on for long
