@@ -178,7 +178,8 @@ def _send_with_retries(route, mode, incoming):
             continue
         status = response.status_code
         if 200 <= status < 300 and _streams_back(mode, incoming, response):
-            health.succeeded(channel.id)
+            if mode.billing == "speech":  # an event stream is judged when it ends (RelayStream), not here
+                health.succeeded(channel.id)
             return response, prepared, channel, None
         if 200 <= status < 300:
             data = read_body(response, int(config["RELAY_MAX_RESPONSE_MB"] * 1024 * 1024))

@@ -17,7 +17,7 @@ import urllib3
 
 from oneapi.relay.billing import Usage
 from oneapi.relay.errors import error_body
-from oneapi.services import tokenizer
+from oneapi.services import health, tokenizer
 
 log = logging.getLogger(__name__)
 _TEXT_FLUSH = 65536  # count delivered text in pieces, so a long answer never sits in memory whole
@@ -151,7 +151,8 @@ def error_event(message, code, request_id):
 
 class RelayStream:
     """The client's response body. It settles the bill however the stream ends, including when the server
-    closes it before it was ever iterated (a generator's `finally` would not run then).
+    closes it before it was ever iterated (a generator's `finally` would not run then), and tells the
+    channel's breaker how the stream ended (services/health.stream_ended).
 
     When the client goes away first, the upstream is still read, within `drain_seconds` and `drain_bytes`,
     in the background: the upstream bills the whole answer, so we want its usage to bill it too.
@@ -170,7 +171,8 @@ class RelayStream:
     def __iter__(self):
         return self._events
 
-    def _end(self, outcome):
+    def _end(self, outcome, failure=None):
+        """`failure`: the health class of what the upstream did wrong, when it did (None otherwise)."""
         if self._ending:
             return
         self._ending = True
@@ -178,7 +180,7 @@ class RelayStream:
         if outcome == "client_gone" and seconds > 0 and size > 0:
             threading.Thread(target=self._drain_then_settle, args=(seconds, size), daemon=True).start()
         else:
-            self._settle(outcome)
+            self._settle(outcome, failure)
 
     def _drain_then_settle(self, seconds, size):
         deadline, read = time.monotonic() + seconds, 0
@@ -199,10 +201,11 @@ class RelayStream:
         finally:
             self._settle("client_gone")
 
-    def _settle(self, outcome):
+    def _settle(self, outcome, failure=None):
         self._reader.stop()
-        if not self._bill.closed:
-            with self._app.app_context():
+        with self._app.app_context():
+            health.stream_ended(self._bill.channel_id, outcome, failure)
+            if not self._bill.closed:
                 self._bill.close(self._meter.final_usage(self._bill.local_prompt_tokens), outcome)
 
     def close(self):
@@ -259,7 +262,7 @@ class _Reader:
 
 
 def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):
-    outcome = "client_gone"
+    outcome, failure = "client_gone", None  # failure: the upstream's fault (a breaker failure), not ours
     parts, size = [], 0  # the unfinished last line, kept as pieces: no quadratic copying of huge lines
     at_boundary = True  # the client has received whole events only, so a keep-alive may end with a blank line
     try:
@@ -277,12 +280,12 @@ def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):
                 yield b": keepalive\n\n" if at_boundary else b": keepalive\n"
                 continue
             if isinstance(item, (urllib3.exceptions.TimeoutError, TimeoutError)):
-                outcome = "timeout"
+                outcome, failure = "timeout", health.TIMEOUT
                 yield error_event("the upstream went silent for longer than RELAY_IDLE_TIMEOUT", "upstream_timeout", request_id)
                 return
             if isinstance(item, BaseException):
                 log.warning("upstream stream failed: %s", type(item).__name__)
-                outcome = "upstream_error"
+                outcome, failure = "upstream_error", health.CUT
                 yield error_event("the upstream stream broke off", "upstream_error", request_id)
                 return
             if not item:
@@ -319,7 +322,7 @@ def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):
             if not meter.done:
                 yield b"data: [DONE]\n\n"
         else:
-            outcome = "upstream_error"
+            outcome, failure = "upstream_error", health.CUT
             yield error_event("the upstream closed the stream before it finished", "upstream_cut", request_id)
     finally:
-        end(outcome)
+        end(outcome, failure)

@@ -6,7 +6,8 @@ caller's own quota error). Only a refused key or an account out of credit disabl
 when AutomaticDisableChannelEnabled is on. Rate limits, overload, server errors, timeouts and refused
 connections open a short circuit breaker instead: routing skips the channel for a cool-down, then lets
 one request through (half-open); a success closes it, a failure opens it again for twice as long.
-Errors caused by the caller (bad request, content filters, context length) change nothing.
+Errors caused by the caller (bad request, content filters, context length) change nothing. A stream counts
+when it ends, not at its first byte: one the upstream cuts or lets go silent is a breaker failure.
 """
 
 import logging
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 INVALID_KEY, NO_CREDIT, MODEL_NOT_FOUND, RATE_LIMITED, OVERLOADED, SERVER_ERROR, TIMEOUT, UNREACHABLE, CALLER = (
     "invalid_key", "no_credit", "model_not_found", "rate_limited", "overloaded", "server_error", "timeout",
     "unreachable", "caller")
+CUT = "stream_cut"  # the upstream closed or broke a stream before it finished
 DISABLING = {INVALID_KEY: "the upstream refused the key", NO_CREDIT: "the upstream account is out of credit"}
-BREAKING = {RATE_LIMITED, OVERLOADED, SERVER_ERROR, TIMEOUT, UNREACHABLE}
+BREAKING = {RATE_LIMITED, OVERLOADED, SERVER_ERROR, TIMEOUT, UNREACHABLE, CUT}
 
 _KEY_CODES = {"invalid_api_key", "account_deactivated", "invalid_key", "key_revoked", "api_key_invalid",
               "authentication_error", "permission_denied", "access_terminated"}
@@ -102,12 +104,27 @@ def succeeded(channel_id):
         breakers.success(channel_id)
 
 
+def _trip(channel_id):
+    config = current_app.config
+    _breakers().failure(channel_id, config["BREAKER_FAILURES"], config["BREAKER_COOLDOWN_SECONDS"],
+                        config["BREAKER_MAX_COOLDOWN_SECONDS"])
+
+
+def stream_ended(channel_id, outcome, failure=None):
+    """A stream's verdict on its channel, given when it ends: its first byte proves little, the upstream may
+    still cut it. `failure` (a class in BREAKING) counts against the breaker, never towards a disable (a cut
+    says nothing about the key); a finished stream (outcome "done") is a success. Anything else (the client
+    went away, RELAY_TIMEOUT or STREAM_MAX_LINE_MB ended it) says nothing about the channel."""
+    if failure in BREAKING:
+        _trip(channel_id)
+    elif outcome == "done":
+        succeeded(channel_id)
+
+
 def failed(channel, failure, detail=""):
     """Act on one failed attempt on `channel`."""
-    config = current_app.config
     if failure in BREAKING:
-        _breakers().failure(channel.id, config["BREAKER_FAILURES"], config["BREAKER_COOLDOWN_SECONDS"],
-                            config["BREAKER_MAX_COOLDOWN_SECONDS"])
+        _trip(channel.id)
     elif failure in DISABLING and options.current().bool("AutomaticDisableChannelEnabled"):
         set_status(channel.id, CHANNEL_AUTO_DISABLED, f"disabled automatically: {DISABLING[failure]}"
                    + (f" ({detail})" if detail else ""), only_if=CHANNEL_ENABLED)
