@@ -110,7 +110,11 @@ def load(env=None, port=None, log_dir=None):
         "BATCH_UPDATE_INTERVAL": _int(env.get("BATCH_UPDATE_INTERVAL"), 5),
         "GLOBAL_API_RATE_LIMIT": _int(env.get("GLOBAL_API_RATE_LIMIT"), 480),
         "GLOBAL_WEB_RATE_LIMIT": _int(env.get("GLOBAL_WEB_RATE_LIMIT"), 240),
-        "TRUSTED_PROXIES": env.get("TRUSTED_PROXIES", ""),
+        # Ours: the fixed CriticalRateLimit of the original (20 per 20 min) made configurable.
+        "CRITICAL_RATE_LIMIT": _int(env.get("CRITICAL_RATE_LIMIT"), 20),
+        "CRITICAL_RATE_LIMIT_DURATION": _int(env.get("CRITICAL_RATE_LIMIT_DURATION"), 1200),
+        # Forwarded headers are believed only from these (IPs/CIDRs); oneapi/proxies.py.
+        "TRUSTED_PROXIES": env.get("TRUSTED_PROXIES", "127.0.0.1/32,::1/128"),
         # Relay (spec §5). RELAY_TIMEOUT keeps the original's meaning (a total cap, 0 = none); the
         # connect and idle timeouts are ours, so a healthy long stream is never cut by default.
         "RELAY_TIMEOUT": _float(env.get("RELAY_TIMEOUT"), 0),

@@ -65,6 +65,10 @@ class _SessionInterface(SecureCookieSessionInterface):
             return self.null_session_class()
         return super().open_session(app, request)
 
+    def get_cookie_secure(self, app):
+        """Secure whenever the request came over HTTPS (directly, or by a trusted proxy's X-Forwarded-Proto)."""
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
 
 _KEY_ROUTES = ("/v1/", "/dashboard/")
 

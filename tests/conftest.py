@@ -19,6 +19,10 @@ from tests.mock_upstream import MockUpstream
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Nodes sharing a server database must share a session secret (the app refuses to start otherwise).
 os.environ.setdefault("SESSION_SECRET", "test-session-secret-" + "x" * 32)
+# Every test talks from 127.0.0.1: the per-address limits are off unless a test turns them on
+# (tests/test_rate_limits.py). Per-token limits are always on.
+for _name in ("GLOBAL_API_RATE_LIMIT", "GLOBAL_WEB_RATE_LIMIT", "CRITICAL_RATE_LIMIT"):
+    os.environ.setdefault(_name, "0")
 TEST_PASSWORD = "s3cret-pass"
 
 

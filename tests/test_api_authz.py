@@ -350,7 +350,9 @@ def test_demoting_takes_effect_on_the_next_request(world, how):
     else:
         reply = root.put("/api/user/", json={"id": world.people["admin"].id, "role": ROLE_COMMON})
     assert reply.json["success"] is True
-    for client in (by_token, by_session):
-        reply = client.get("/api/user/")
-        assert reply.status_code == 403 and reply.json["success"] is False
-        assert client.get("/api/user/self").json["data"]["role"] == ROLE_COMMON
+    # The access token keeps working with the lower role; the session ends (it logged in as an admin).
+    reply = by_token.get("/api/user/")
+    assert reply.status_code == 403 and reply.json["success"] is False
+    assert by_token.get("/api/user/self").json["data"]["role"] == ROLE_COMMON
+    assert by_session.get("/api/user/").status_code == 401
+    assert by_session.get("/api/user/self").status_code == 401

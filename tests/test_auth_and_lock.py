@@ -329,7 +329,12 @@ def test_demotion_takes_effect_at_once(app, root):
         db.session.execute(update(User).where(User.id == admin_id).values(role=ROLE_COMMON))
         cache.publish(accounts.user_topic(admin_id))
         db.session.commit()
-    assert admin.get("/api/channel/").status_code == 403
+    reply = admin.get("/api/channel/")
+    assert reply.status_code == 401  # the demotion ended the session
+    assert admin.get("/api/user/self").status_code == 401
+    again = login(app, "admin1")
+    assert again.get("/api/user/self").json["data"]["role"] == ROLE_COMMON
+    assert again.get("/api/channel/").status_code == 403
 
 
 # --- /api/status ---------------------------------------------------------------------------------

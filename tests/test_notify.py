@@ -17,7 +17,7 @@ from sqlalchemy import update
 from oneapi.extensions import db
 from oneapi.models import Channel, User
 from oneapi.models.user import ROLE_ROOT
-from oneapi.services import health, notify, scheduler
+from oneapi.services import health, mail, notify, scheduler
 from tests.conftest import add_channel, add_token, free_port
 from tests.mock_upstream import Reply
 from tests.test_egress import LocalServer, make_certificate, server_tls
@@ -258,15 +258,15 @@ def test_mail_is_sent_over_verified_starttls_with_the_password(app, root, upstre
     settle(app, seconds=0.3)
     assert inbox.messages == [] and inbox.logins == []
 
-    monkeypatch.setattr(notify, "tls_context", lambda: ssl.create_default_context(cafile=ca_file))
+    monkeypatch.setattr(mail, "tls_context", lambda: ssl.create_default_context(cafile=ca_file))
     app.config["NOTIFY_WINDOW_SECONDS"] = 0
     with app.app_context():
         health.set_status(channel_id, 1, "re-enabled automatically: second")
     settle(app, inbox, mails=1)
-    (mail,) = inbox.messages
+    (sent,) = inbox.messages
     assert inbox.logins == [(b"mailer", b"smtp-secret")]
-    assert mail["from"] == "mailer" and mail["to"] == [ROOT_EMAIL]  # SMTPFrom empty: the account
-    assert mail["message"]["From"].addresses[0].display_name == "Gateway"
+    assert sent["from"] == "mailer" and sent["to"] == [ROOT_EMAIL]  # SMTPFrom empty: the account
+    assert sent["message"]["From"].addresses[0].display_name == "Gateway"
 
 
 def test_no_password_in_clear_text_to_a_remote_server(app, smtp, monkeypatch):
@@ -274,12 +274,12 @@ def test_no_password_in_clear_text_to_a_remote_server(app, smtp, monkeypatch):
     settings = {"SMTPServer": "127.0.0.1", "SMTPPort": str(inbox.port), "SMTPAccount": "mailer",
                 "SMTPToken": "smtp-secret", "SMTPFrom": "", "SystemName": "One API"}
     with app.app_context():
-        monkeypatch.setattr(notify, "_local", lambda host: False)  # pretend the server is elsewhere
-        with pytest.raises(notify.NotifyError, match="clear text"):
-            notify.send_email(settings, [ROOT_EMAIL], "s", "b")
+        monkeypatch.setattr(mail, "_local", lambda host: False)  # pretend the server is elsewhere
+        with pytest.raises(mail.MailError, match="clear text"):
+            mail.send_email(settings, [ROOT_EMAIL], "s", "b")
         assert inbox.logins == [] and inbox.messages == []
-        monkeypatch.setattr(notify, "_local", lambda host: True)  # on this machine it may
-        notify.send_email(settings, [ROOT_EMAIL], "s", "b")
+        monkeypatch.setattr(mail, "_local", lambda host: True)  # on this machine it may
+        mail.send_email(settings, [ROOT_EMAIL], "s", "b")
     assert inbox.logins == [(b"mailer", b"smtp-secret")] and len(inbox.messages) == 1
 
 
@@ -291,11 +291,11 @@ def test_port_465_uses_implicit_tls_with_a_verifying_context(app, monkeypatch):
             seen.update(host=host, port=port, context=context)
             raise ConnectionRefusedError
 
-    monkeypatch.setattr(notify.smtplib, "SMTP_SSL", FakeSSL)
+    monkeypatch.setattr(mail.smtplib, "SMTP_SSL", FakeSSL)
     settings = {"SMTPServer": "smtp.example.test", "SMTPPort": "465", "SMTPAccount": "a", "SMTPToken": "t",
                 "SMTPFrom": "a@example.test", "SystemName": "One API"}
     with app.app_context(), pytest.raises(ConnectionRefusedError):
-        notify.send_email(settings, [ROOT_EMAIL], "s", "b")
+        mail.send_email(settings, [ROOT_EMAIL], "s", "b")
     assert seen["host"] == "smtp.example.test" and seen["port"] == 465
     assert seen["context"].verify_mode == ssl.CERT_REQUIRED and seen["context"].check_hostname
 

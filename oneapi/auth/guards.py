@@ -2,7 +2,7 @@
 
 from functools import wraps
 
-from flask import g, request
+from flask import g, request, session
 from flask_login import current_user, logout_user
 from sqlalchemy import select
 
@@ -12,12 +12,31 @@ from oneapi.models import User
 from oneapi.models.user import STATUS_ENABLED, hash_secret
 
 
+STAMP = "_stamp"
+
+
 @login_manager.user_loader
 def load_user(user_id):
+    """The session's user, re-read on every request, and only while its password, role and status are the
+    ones it logged in with: a password change, a demotion or a disable ends the user's other sessions."""
     try:
-        return db.session.get(User, int(user_id))
+        user = db.session.get(User, int(user_id))
     except (TypeError, ValueError):
         return None
+    if user is None:
+        return None
+    if session.get(STAMP) != user.session_stamp():
+        if user.status != STATUS_ENABLED:
+            return user  # caller() answers "this user is disabled" (403) and ends the session
+        session.clear()
+        return None
+    return user
+
+
+def renew_session(user):
+    """After the caller changed their own password: this session stays, every other one ends."""
+    if session.get(STAMP):
+        session[STAMP] = user.session_stamp()
 
 
 @login_manager.request_loader

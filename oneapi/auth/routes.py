@@ -5,6 +5,7 @@ from flask_login import current_user, login_user, logout_user
 from sqlalchemy import or_, select
 
 from oneapi.auth import bp
+from oneapi.auth.guards import STAMP
 from oneapi.envelope import ApiError, fail, field, json_object, ok
 from oneapi.extensions import db
 from oneapi.models import User
@@ -32,6 +33,7 @@ def authenticate(username, password):
 def start_session(user):
     session.clear()
     session.permanent = True
+    session[STAMP] = user.session_stamp()
     login_user(user)
 
 

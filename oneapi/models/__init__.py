@@ -6,5 +6,7 @@ from oneapi.models.option import CacheEvent, Option
 from oneapi.models.redemption import Redemption
 from oneapi.models.token import QuotaReservation, Token
 from oneapi.models.user import User
+from oneapi.models.verification import VerificationCode
 
-__all__ = ["Ability", "CacheEvent", "Channel", "Log", "LogType", "Option", "QuotaReservation", "Redemption", "Token", "User"]
+__all__ = ["Ability", "CacheEvent", "Channel", "Log", "LogType", "Option", "QuotaReservation", "Redemption", "Token", "User",
+           "VerificationCode"]

@@ -40,6 +40,7 @@ class Token(db.Model):
     models: Mapped[str | None] = mapped_column(Text, default=None)
     subnet: Mapped[str] = mapped_column(String(1024), default="")
     remain_times: Mapped[int] = mapped_column(BigInteger, default=-1, server_default="-1")  # uses left; -1 = unlimited
+    rpm_limit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # requests per minute; 0 = none
 
     def set_key(self, key):
         self.key_hash = hash_secret(key)
@@ -53,7 +54,7 @@ class Token(db.Model):
             "accessed_time": self.accessed_time, "expired_time": self.expired_time,
             "remain_quota": self.remain_quota, "unlimited_quota": self.unlimited_quota,
             "used_quota": self.used_quota, "models": self.models or "", "subnet": self.subnet,
-            "remain_times": self.remain_times,
+            "remain_times": self.remain_times, "rpm_limit": self.rpm_limit,
         }
 
 

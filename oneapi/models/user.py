@@ -67,6 +67,10 @@ class User(UserMixin, db.Model):
     def check_password(self, password):
         return check_password(self.password, password)
 
+    def session_stamp(self):
+        """Kept in the session at login: a different password, role or status ends every older session."""
+        return hash_secret(f"{self.id}|{self.password}|{self.role}|{self.status}")[:24]
+
     def new_access_token(self):
         token = secrets.token_hex(16)
         self.access_token = hash_secret(token)

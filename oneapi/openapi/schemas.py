@@ -73,6 +73,7 @@ TOKEN = obj({
     "status": TOKEN_STATUS, "name": STRING, "created_time": INT64, "accessed_time": INT64,
     "expired_time": integer("unix seconds, or -1 for never"), "remain_quota": INT64, "unlimited_quota": BOOL,
     "remain_times": integer("uses left, or -1 for unlimited (ours)"), "used_quota": INT64,
+    "rpm_limit": integer("requests per minute allowed on /v1, 0 for no limit (ours)"),
     "models": text(description="comma-separated allow-list; empty allows every model"),
     "subnet": text(description="comma-separated CIDR allow-list; empty allows every address"),
 })
@@ -166,6 +167,7 @@ TOKEN_FIELDS = {
     "name": text(30), "expired_time": integer("unix seconds, or -1 for never"),
     "remain_quota": integer(minimum=0), "unlimited_quota": BOOL,
     "remain_times": integer("how many requests the token may make, or -1 for unlimited (ours)", minimum=-1),
+    "rpm_limit": integer("requests per minute allowed on /v1, 0 for no limit (ours)", minimum=0, maximum=1_000_000),
     "models": text(description="comma-separated model allow-list; empty allows every model"),
     "subnet": text(description="comma-separated CIDRs, e.g. `10.0.0.0/8,192.168.1.0/24`"),
 }

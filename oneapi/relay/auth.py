@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import request
 from sqlalchemy import update
 
+from oneapi import ratelimit
 from oneapi.extensions import db
 from oneapi.models import Token
 from oneapi.models.token import TOKEN_DISABLED, TOKEN_ENABLED, TOKEN_EXHAUSTED, TOKEN_EXPIRED
@@ -61,4 +62,9 @@ def authenticate():
         if not pinned.isdigit():
             raise RelayError(400, "the channel id after the key must be a number", "invalid_channel_id")
         channel_id = int(pinned)
+    if token.rpm_limit and not ratelimit.token_allowed(token.key_hash, token.rpm_limit):
+        wait = ratelimit.token_retry_after(token.key_hash, token.rpm_limit)
+        raise RelayError(429, f"rate limit reached for token {token.name}: {token.rpm_limit} requests per minute; "
+                              f"try again in {wait} s", "rate_limit_exceeded", type="requests",
+                         headers={"Retry-After": str(wait)})
     return Caller(token, user, channel_id)

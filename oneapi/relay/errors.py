@@ -6,8 +6,9 @@ from flask import g, jsonify
 
 
 class RelayError(Exception):
-    def __init__(self, status, message, code="", type="one_api_error", param=""):
+    def __init__(self, status, message, code="", type="one_api_error", param="", headers=None):
         super().__init__(message)
+        self.headers = headers or {}
         self.status = status
         self.message = message
         self.code = code

@@ -11,7 +11,8 @@ from oneapi.services import routing
 
 @bp.errorhandler(RelayError)
 def _relay_error(error):
-    return openai_error(error.status, error.message, error.type, error.code, error.param)
+    body, status = openai_error(error.status, error.message, error.type, error.code, error.param)
+    return body, status, error.headers
 
 
 def _view(mode):

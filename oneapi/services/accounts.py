@@ -23,6 +23,8 @@ class TokenInfo:
     models: tuple  # empty: every model
     subnets: tuple  # empty: any address
     limited_uses: bool = False  # remain_times counts down (it is not -1)
+    rpm_limit: int = 0  # requests per minute; 0 = none
+    key_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def _token_info(row):
     except ValueError:
         subnets = (ipaddress.ip_network("0.0.0.0/32"),)  # a corrupt allow-list admits nobody
     return TokenInfo(row.id, row.user_id, row.name, row.status, row.expired_time, row.unlimited_quota,
-                     tuple(split_list(row.models)), subnets, row.remain_times != -1)
+                     tuple(split_list(row.models)), subnets, row.remain_times != -1, row.rpm_limit or 0, row.key_hash)
 
 
 def token_topic(key_hash):

@@ -11,13 +11,10 @@ request, hundreds in a bad minute (research/peers.md §3 #8). The window is kept
 multi-worker or multi-node deployment may send one per process in a window (docs/channel-health.md).
 Changes inside the window are counted and mentioned in the next notification.
 
-Mail is verified TLS: implicit TLS on port 465, STARTTLS elsewhere whenever the server offers it, and
-the password is never sent over an unencrypted connection except to a server on this machine. Flask-Mail
-builds the message; smtplib sends it, since Flask-Mail 0.10 does not verify certificates. Webhooks and
-the pusher go through the egress guard (services/egress.py).
+Mail goes through services/mail.py (verified TLS). Webhooks and the pusher go through the egress guard
+(services/egress.py).
 """
 
-import ipaddress
 import logging
 import re
 import smtplib
@@ -27,7 +24,6 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from flask_mail import Mail, Message
 from sqlalchemy import select
 
 from oneapi.extensions import db
@@ -35,13 +31,13 @@ from oneapi.models import Channel, User
 from oneapi.models.channel import CHANNEL_ENABLED
 from oneapi.models.user import ROLE_ROOT, STATUS_ENABLED
 from oneapi.services import egress, options
+from oneapi.services.mail import MailError, send_email
 
 log = logging.getLogger(__name__)
 
 _KEYS = ("SystemName", "ServerAddress", "SMTPServer", "SMTPPort", "SMTPAccount", "SMTPFrom", "SMTPToken",
          "ChannelNotifyWebhook", "MessagePusherAddress", "MessagePusherToken")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-SMTP_TIMEOUT = 15
 WEBHOOK_LIMITS = {"connect_timeout": 5.0, "read_timeout": 10.0, "total_timeout": 15.0, "max_bytes": 64 * 1024}
 
 
@@ -165,7 +161,7 @@ class NotifyError(Exception):
     pass
 
 
-_EXPLAINED = (egress.EgressError, NotifyError, smtplib.SMTPException, ssl.SSLError)  # messages safe to log
+_EXPLAINED = (egress.EgressError, NotifyError, MailError, smtplib.SMTPException, ssl.SSLError)  # messages safe to log
 
 
 def _post(url, payload, pusher=False):
@@ -180,65 +176,3 @@ def _post(url, payload, pusher=False):
         if not isinstance(reply, dict) or reply.get("success") is not True:
             message = reply.get("message") if isinstance(reply, dict) else "not JSON"
             raise NotifyError(f"it refused the message: {_clean(message, 200)}")
-
-
-def tls_context():
-    """Certificates and host names are verified (tests replace this to trust their own CA)."""
-    return ssl.create_default_context()
-
-
-def _local(host):
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _message_bytes(subject, recipients, body, sender):
-    # Flask-Mail reads one setting of its extension state while rendering; this app sends no mail through
-    # Flask-Mail itself, so give it a default state when nothing registered one.
-    if "mail" not in current_app.extensions:
-        current_app.extensions.setdefault("mail", Mail().init_mail(current_app.config, current_app.debug,
-                                                                   current_app.testing))
-    message = Message(subject=_clean(subject, 200), recipients=list(recipients), body=body, sender=sender)
-    if message.has_bad_headers():
-        raise NotifyError("the message has a header with a line break")
-    return message.as_bytes()
-
-
-def send_email(settings, recipients, subject, body):
-    """Send one mail with the SMTP options, over verified TLS whenever the server can do it."""
-    server = settings["SMTPServer"].strip()
-    try:
-        port = int(settings["SMTPPort"] or 587)
-    except ValueError:
-        raise NotifyError("SMTPPort is not a number") from None
-    account, token = settings["SMTPAccount"], settings["SMTPToken"]
-    address = (settings["SMTPFrom"] or account).strip()
-    if not address:
-        raise NotifyError("neither SMTPFrom nor SMTPAccount is set")
-    data = _message_bytes(subject, recipients, body, (_clean(settings["SystemName"], 40) or "One API", address))
-    context = tls_context()
-    if port == 465:
-        smtp = smtplib.SMTP_SSL(server, port, timeout=SMTP_TIMEOUT, context=context)
-    else:
-        smtp = smtplib.SMTP(server, port, timeout=SMTP_TIMEOUT)
-    try:
-        smtp.ehlo()
-        encrypted = port == 465
-        if not encrypted and smtp.has_extn("starttls"):
-            smtp.starttls(context=context)
-            smtp.ehlo()
-            encrypted = True
-        if account and token:
-            if not encrypted and not _local(server):
-                raise NotifyError("the SMTP server offers no TLS: the password is not sent in clear text")
-            smtp.login(account, token)
-        smtp.sendmail(address, list(recipients), data)
-    finally:
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            smtp.close()

@@ -16,6 +16,7 @@ from oneapi.services import accounts, cache
 from oneapi.tokens import bp
 
 NAME_MAX = 30
+RPM_MAX = 1_000_000
 VALID_STATUSES = (1, 2, 3, 4)
 
 
@@ -48,6 +49,11 @@ def _apply_fields(token, body):
         if remain_times < -1:
             raise ApiError("remain_times must be -1 (unlimited) or a number of uses from 0")
         token.remain_times = remain_times
+    rpm_limit = field(body, "rpm_limit", int)
+    if rpm_limit is not None:
+        if not 0 <= rpm_limit <= RPM_MAX:
+            raise ApiError(f"rpm_limit must be 0 (no limit) to {RPM_MAX} requests per minute")
+        token.rpm_limit = rpm_limit
     unlimited = field(body, "unlimited_quota", bool)
     if unlimited is not None:
         token.unlimited_quota = unlimited

@@ -2,7 +2,7 @@
 
 from sqlalchemy import select
 
-from oneapi.auth.guards import caller, require_role
+from oneapi.auth.guards import caller, renew_session, require_role
 from oneapi.config import DEFAULT_ROOT_PASSWORD
 from oneapi.envelope import ApiError, fail, field, json_object, ok
 from oneapi.extensions import db
@@ -54,6 +54,7 @@ def update_self():
         validate_password(password)
         user.set_password(password)
         user.must_change_password = False
+        renew_session(user)
     cache.publish(accounts.user_topic(user.id))
     db.session.commit()
     return ok()

@@ -3,6 +3,7 @@
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from oneapi.auth.guards import renew_session
 from oneapi.envelope import ApiError
 from oneapi.extensions import db, login_manager
 from oneapi.services import accounts, cache, options
@@ -54,6 +55,7 @@ def password():
             return render_template("web/password.html"), 400
         current_user.set_password(new)
         current_user.must_change_password = False
+        renew_session(current_user)
         cache.publish(accounts.user_topic(current_user.id))
         db.session.commit()
         flash("Password changed.", "ok")

@@ -1,0 +1,98 @@
+"""Rate limits (spec §8.1) with Flask-Limiter, in memory or in Redis (REDIS_CONN_STRING) for several workers
+and nodes, counted per client address (proxies.py decides which one that is).
+
+- Global API: GLOBAL_API_RATE_LIMIT requests per 180 s over /api and /dashboard, one bucket per address.
+- Global web: GLOBAL_WEB_RATE_LIMIT per 180 s over the pages and static files.
+- Critical: CRITICAL_RATE_LIMIT (20) per CRITICAL_RATE_LIMIT_DURATION (1200 s) over login, registration,
+  verification and reset mail, and every /api/oauth route, shared between them.
+- Per token (ours): a token's `rpm_limit` requests per minute on /v1, answered in OpenAI's 429 shape.
+
+A limit of 0 turns it off; DEBUG turns the three global ones off, as in the original. The sliding-log
+algorithm of the original is Flask-Limiter's moving window. Breaches answer 429 with `Retry-After` and
+the body each audience expects ({"success":false,...} on /api; an OpenAI error on /v1; a page elsewhere).
+"""
+
+import time
+
+from flask import current_app, request
+from flask_limiter import ApplicationLimit, Limiter
+from limits import RateLimitItemPerMinute
+
+_API = ("/api/", "/dashboard/")
+_NOT_WEB = ("/api/", "/dashboard/", "/v1/", "/healthz")
+
+
+def client_address():
+    return request.remote_addr or "unknown"
+
+
+def _setting(name):
+    config = current_app.config
+    return 0 if config.get("DEBUG") else config.get(name, 0)
+
+
+def _api_limit():
+    return f"{max(_setting('GLOBAL_API_RATE_LIMIT'), 1)} per 180 seconds"
+
+
+def _web_limit():
+    return f"{max(_setting('GLOBAL_WEB_RATE_LIMIT'), 1)} per 180 seconds"
+
+
+def _critical_limit():
+    config = current_app.config
+    return f"{max(_setting('CRITICAL_RATE_LIMIT'), 1)} per {max(config['CRITICAL_RATE_LIMIT_DURATION'], 1)} seconds"
+
+
+def _not_api():
+    return _setting("GLOBAL_API_RATE_LIMIT") <= 0 or not request.path.startswith(_API)
+
+
+def _not_web():
+    return _setting("GLOBAL_WEB_RATE_LIMIT") <= 0 or request.path.startswith(_NOT_WEB)
+
+
+limiter = Limiter(
+    client_address,
+    application_limits=[
+        ApplicationLimit(limit_provider=_api_limit, scope="GA", exempt_when=_not_api),
+        ApplicationLimit(limit_provider=_web_limit, scope="GW", exempt_when=_not_web),
+    ],
+    strategy="moving-window",
+    headers_enabled=True,
+    retry_after="delta-seconds",
+    key_prefix="oneapi-rl",
+)
+
+# The original's CriticalRateLimit: one bucket per address across every route it decorates.
+critical = limiter.shared_limit(_critical_limit, scope="CT",
+                                exempt_when=lambda: _setting("CRITICAL_RATE_LIMIT") <= 0)
+
+
+def init_app(app):
+    config = app.config
+    config.setdefault("RATELIMIT_STORAGE_URI", _storage_uri(config))
+    config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": 2, "socket_connect_timeout": 2}
+                      if config["RATELIMIT_STORAGE_URI"].startswith("redis") else {})
+    # A Redis outage must not take the gateway down: count in memory until it is back.
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    limiter.init_app(app)
+
+
+def _storage_uri(config):
+    url = config.get("REDIS_CONN_STRING", "")
+    return url if url.startswith(("redis://", "rediss://", "redis+unix://")) else "memory://"
+
+
+def token_allowed(key_hash, per_minute):
+    """Take one request from a token's per-minute allowance; False when it is used up. The bucket is named
+    by the key's hash, not the row id, so a new key always starts a new bucket."""
+    if per_minute <= 0:
+        return True
+    return limiter.limiter.hit(RateLimitItemPerMinute(per_minute), "oneapi-rpm", key_hash[:32])
+
+
+def token_retry_after(key_hash, per_minute):
+    """Seconds until the token's oldest request in the window leaves it."""
+    reset, _ = limiter.limiter.get_window_stats(RateLimitItemPerMinute(per_minute), "oneapi-rpm", key_hash[:32])
+    return max(1, int(reset - time.time() + 0.999))
