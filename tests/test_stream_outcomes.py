@@ -2,15 +2,26 @@
 
 The channel: a stream the upstream cuts, or lets go silent, is a breaker failure of that channel (never a
 disable: nothing says the key is bad); a finished stream is a success; a client that goes away says nothing
-about the channel. Through the real relay path, against the mock upstream.
+about the channel. The ledger: a settlement the database refuses does not break the client's stream, which
+still ends with [DONE]; it is retried, and when every retry fails the reservation stays for the
+stale-reservation refund. Both through the real relay path, against the mock upstream.
 """
 
 import json
+import logging
 import time
 
+import httpx
+import openai
 import pytest
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
-from oneapi.services import health
+from oneapi.bootstrap import STALE_RESERVATION_SECONDS
+from oneapi.extensions import db
+from oneapi.models.token import QuotaReservation
+from oneapi.relay import streaming
+from oneapi.services import health, quota
 from tests.conftest import add_channel, add_token
 from tests.mock_upstream import Reply
 from tests.test_fault_matrix import KEY_A, KEY_B, assert_ledger, channel_status, money, set_options
@@ -151,4 +162,89 @@ def test_a_client_that_goes_away_does_not_count_against_the_channel(app, root, u
     assert (channel_id, outcome) == (a, "client_gone") and charged > 0
     assert breaker(app, a) is None and a not in blocked(app)
     assert money(app)["reservations"] == 0
+    assert_ledger(app)
+
+
+# --- the ledger: a settlement the database refuses --------------------------------------------------
+
+
+def refused_settle(times):
+    """quota.settle that raises OperationalError the first `times` calls, then settles."""
+    real, calls = quota.settle, []
+
+    def settle(*args, **kwargs):
+        calls.append(args[0].request_id)
+        if len(calls) <= times:
+            raise OperationalError("UPDATE users SET quota = ...", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    settle.calls = calls
+    return settle
+
+
+def test_a_refused_settlement_still_ends_the_stream_and_is_retried(app, root, upstream, two_channels, monkeypatch,
+                                                                   caplog):
+    a, b, key = two_channels
+    monkeypatch.setattr(streaming, "SETTLE_RETRY_PAUSES", (0.05, 0.05))
+    settle = refused_settle(1)
+    monkeypatch.setattr(quota, "settle", settle)
+    before = money(app)
+    with caplog.at_level(logging.WARNING, logger="oneapi.relay.streaming"):
+        status, payloads, request_id = stream(root, key)
+        assert status == 200 and payloads[-1] == "[DONE]"  # well-formed to the end
+        assert text_of(payloads) == "Hello from the mock upstream."
+        assert payloads[-2]["choices"][0]["finish_reason"] == "stop"
+        wait_until(lambda: money(app)["reservations"] == 0)
+    assert settle.calls == [request_id, request_id]
+    assert any(request_id in record.getMessage() and "OperationalError" in record.getMessage()
+               for record in caplog.records)
+    after = money(app)
+    assert after["consumes"] == [(a, COST, "done")]  # billed once, at the real price
+    (user_id,) = [u for u in after["users"] if after["users"][u] != before["users"][u]]
+    assert after["users"][user_id][0] == before["users"][user_id][0] - COST
+    assert after["users"][user_id][1:] == (before["users"][user_id][1] + COST, before["users"][user_id][2] + 1)
+    assert_ledger(app)
+    assert breaker(app, a) is None  # the stream itself finished: a success for the channel
+
+
+def test_the_openai_sdk_reads_the_whole_stream_when_settlement_fails(app, root, upstream, two_channels, monkeypatch):
+    a, b, key = two_channels
+    monkeypatch.setattr(streaming, "SETTLE_RETRY_PAUSES", (0.05,))
+    monkeypatch.setattr(quota, "settle", refused_settle(1))
+    sdk = openai.OpenAI(api_key=key, base_url="http://gateway.test/v1", max_retries=0,
+                        http_client=httpx.Client(transport=httpx.WSGITransport(app=app)))
+    chunks = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=CHAT["messages"], stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the mock upstream."
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    wait_until(lambda: money(app)["reservations"] == 0)
+    assert money(app)["consumes"] == [(a, COST, "done")]
+    assert_ledger(app)
+
+
+def test_a_settlement_that_keeps_failing_leaves_the_reservation_to_the_stale_refund(
+        app, root, upstream, two_channels, monkeypatch, caplog):
+    a, b, key = two_channels
+    monkeypatch.setattr(streaming, "SETTLE_RETRY_PAUSES", (0.05, 0.05))
+    settle = refused_settle(10**6)
+    monkeypatch.setattr(quota, "settle", settle)
+    before = money(app)
+    with caplog.at_level(logging.WARNING, logger="oneapi.relay.streaming"):
+        status, payloads, request_id = stream(root, key)
+        assert status == 200 and payloads[-1] == "[DONE]"
+        assert text_of(payloads) == "Hello from the mock upstream."
+        wait_until(lambda: any(r.levelno == logging.ERROR and request_id in r.getMessage() for r in caplog.records))
+    assert len(settle.calls) == 3  # the first attempt and two retries
+    held = money(app)
+    assert held["reservations"] == 1 and held["consumes"] == []  # still reserved: nothing lost, nothing billed
+    (user_id,) = [u for u in held["users"] if held["users"][u] != before["users"][u]]
+    assert held["users"][user_id][0] < before["users"][user_id][0]
+
+    monkeypatch.undo()  # the database is back; the next start refunds reservations older than 6 hours
+    with app.app_context():
+        assert quota.refund_stale(STALE_RESERVATION_SECONDS) == 0  # too recent
+        db.session.execute(update(QuotaReservation).values(created_at=QuotaReservation.created_at - 7 * 3600))
+        db.session.commit()
+        assert quota.refund_stale(STALE_RESERVATION_SECONDS) == 1
+    after = money(app)
+    assert after == before  # refunded whole: the request goes unbilled, and the ledger is consistent
     assert_ledger(app)

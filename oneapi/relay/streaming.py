@@ -14,6 +14,7 @@ import threading
 import time
 
 import urllib3
+from sqlalchemy.exc import SQLAlchemyError
 
 from oneapi.relay.billing import Usage
 from oneapi.relay.errors import error_body
@@ -24,6 +25,7 @@ _TEXT_FLUSH = 65536  # count delivered text in pieces, so a long answer never si
 _PARSE_LIMIT = 1 << 20  # larger events (inline images) are forwarded without being parsed
 _KEEP_LIMIT = 32 * 1024  # content chunks kept unparsed per stream, in case the upstream sends no usage
 _DECIDE = (b'"usage":{', b'"usage": {', b'"choices":[]', b'"choices": []')  # may be counted or dropped: parse
+SETTLE_RETRY_PAUSES = (1, 5, 30)  # seconds before each new attempt at a settlement the database refused
 
 
 class StreamMeter:
@@ -156,6 +158,9 @@ class RelayStream:
 
     When the client goes away first, the upstream is still read, within `drain_seconds` and `drain_bytes`,
     in the background: the upstream bills the whole answer, so we want its usage to bill it too.
+
+    A settlement the database refuses never reaches the client, whose stream ends as it would have: it is
+    logged and retried in the background (docs/billing.md, "Streams").
     """
 
     def __init__(self, app, response, meter, bill, *, max_line, keepalive, deadline, drain_seconds=0, drain_bytes=0):
@@ -164,6 +169,7 @@ class RelayStream:
         self._bill = bill
         self._drain = (drain_seconds, drain_bytes)
         self._ending = False
+        self._usage = None
         self._reader = _Reader(response)
         self._events = _pump(self._reader, meter, self._end, max_line=max_line, keepalive=keepalive,
                              deadline=deadline, request_id=bill.reservation.request_id)
@@ -205,8 +211,38 @@ class RelayStream:
         self._reader.stop()
         with self._app.app_context():
             health.stream_ended(self._bill.channel_id, outcome, failure)
-            if not self._bill.closed:
-                self._bill.close(self._meter.final_usage(self._bill.local_prompt_tokens), outcome)
+            if not self._bill.closed and not self._try_settle(outcome):
+                threading.Thread(target=self._retry_settle, args=(outcome,), daemon=True).start()
+
+    def _try_settle(self, outcome):
+        """Close the bill, never raising into the client's stream. False when the database refused: the
+        settlement's one transaction was rolled back, so the reservation row is still there, and settling
+        again is safe (a row already gone, should the refused attempt have committed after all, means done)."""
+        request_id = self._bill.reservation.request_id
+        try:
+            if self._usage is None:
+                self._usage = self._meter.final_usage(self._bill.local_prompt_tokens)
+            self._bill.close(self._usage, outcome)
+        except SQLAlchemyError as error:
+            self._bill.closed = False  # Bill.close marks itself closed first; the reservation row is the guard
+            log.warning("request %s: settling the stream failed: %s (%s)", request_id, type(error).__name__,
+                        getattr(error, "orig", None) or error)
+            return False
+        except Exception:
+            log.exception("request %s: settling the stream failed; its reservation is left to the stale-reservation "
+                          "refund", request_id)
+        return True
+
+    def _retry_settle(self, outcome):
+        for pause in SETTLE_RETRY_PAUSES:
+            time.sleep(pause)
+            with self._app.app_context():
+                if self._try_settle(outcome):
+                    return
+        reservation = self._bill.reservation
+        log.error("request %s: the stream is still unsettled after %d retries; its reservation (%d quota) stays held "
+                  "until a later start refunds it (the stale-reservation refund)", reservation.request_id,
+                  len(SETTLE_RETRY_PAUSES), reservation.amount)
 
     def close(self):
         try:
