@@ -23,7 +23,7 @@ def parse_networks(value):
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise SystemExit(f"configuration error: TRUSTED_PROXIES entry {item!r} is not an IP address or CIDR")
+            raise SystemExit(f"configuration error: TRUSTED_PROXIES entry {item!r} is not an IP address or CIDR") from None
     return tuple(networks)
 
 

@@ -14,8 +14,8 @@ the body each audience expects ({"success":false,...} on /api; an OpenAI error o
 
 import time
 
-from flask import current_app, request
-from flask_limiter import ApplicationLimit, Limiter
+from flask import current_app, render_template, request
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import RateLimitItemPerMinute
 
 _API = ("/api/", "/dashboard/")
@@ -67,6 +67,9 @@ limiter = Limiter(
 # The original's CriticalRateLimit: one bucket per address across every route it decorates.
 critical = limiter.shared_limit(_critical_limit, scope="CT",
                                 exempt_when=lambda: _setting("CRITICAL_RATE_LIMIT") <= 0)
+# The same bucket for pages, counting only the posted forms (showing a form is not an attempt).
+critical_posts = limiter.shared_limit(_critical_limit, scope="CT", methods=["POST"],
+                                      exempt_when=lambda: _setting("CRITICAL_RATE_LIMIT") <= 0)
 
 
 def init_app(app):
@@ -77,6 +80,17 @@ def init_app(app):
     # A Redis outage must not take the gateway down: count in memory until it is back.
     config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     limiter.init_app(app)
+    app.register_error_handler(RateLimitExceeded, _too_many)
+
+
+def _too_many(error):
+    """429 in the shape each audience reads; Flask-Limiter adds Retry-After and X-RateLimit-* after this."""
+    from oneapi.envelope import fail
+
+    message = f"too many requests from your address ({error.limit.limit}); wait a little and try again"
+    if request.path.startswith(_API):
+        return fail(message, 429)
+    return render_template("error.html", code=429, message=message[0].upper() + message[1:] + "."), 429
 
 
 def _storage_uri(config):

@@ -1,4 +1,4 @@
-"""accounts: token requests-per-minute limit, verification codes
+"""accounts: token requests-per-minute limit, verification codes, session version
 
 Revision ID: 0004
 Revises: 0003
@@ -17,6 +17,8 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('session_version', sa.Integer(), server_default='0', nullable=False))
     with op.batch_alter_table('tokens', schema=None) as batch_op:
         batch_op.add_column(sa.Column('rpm_limit', sa.Integer(), server_default='0', nullable=False))
     op.create_table(
@@ -42,3 +44,5 @@ def downgrade():
     op.drop_table('verification_codes')
     with op.batch_alter_table('tokens', schema=None) as batch_op:
         batch_op.drop_column('rpm_limit')
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_column('session_version')

@@ -11,7 +11,6 @@ from oneapi.extensions import db, login_manager
 from oneapi.models import User
 from oneapi.models.user import STATUS_ENABLED, hash_secret
 
-
 STAMP = "_stamp"
 
 

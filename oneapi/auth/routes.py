@@ -10,6 +10,7 @@ from oneapi.envelope import ApiError, fail, field, json_object, ok
 from oneapi.extensions import db
 from oneapi.models import User
 from oneapi.models.user import STATUS_ENABLED, check_password
+from oneapi.ratelimit import critical, critical_posts
 from oneapi.services import options
 
 # A real bcrypt hash of a random string: unknown users cost as much time as wrong passwords.
@@ -38,6 +39,7 @@ def start_session(user):
 
 
 @bp.post("/api/user/login")
+@critical
 def login():
     body = json_object()
     username = (field(body, "username", str, default="") or "").strip()
@@ -58,6 +60,7 @@ def logout():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@critical_posts
 def login_page():
     if request.method == "POST":
         try:

@@ -59,6 +59,8 @@ class User(UserMixin, db.Model):
     inviter_id: Mapped[int] = mapped_column(Integer, index=True, default=0)
     # Ours: set for root's well-known first password; cleared when the password changes.
     must_change_password: Mapped[bool] = mapped_column(default=False)
+    # Ours: raised when the user is disabled, so re-enabling does not bring old sessions back.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_time: Mapped[int] = mapped_column(BigInteger, default=lambda: int(time.time()))
 
     def set_password(self, password):
@@ -69,7 +71,10 @@ class User(UserMixin, db.Model):
 
     def session_stamp(self):
         """Kept in the session at login: a different password, role or status ends every older session."""
-        return hash_secret(f"{self.id}|{self.password}|{self.role}|{self.status}")[:24]
+        return hash_secret(f"{self.id}|{self.password}|{self.role}|{self.status}|{self.session_version}")[:24]
+
+    def end_sessions(self):
+        self.session_version = (self.session_version or 0) + 1
 
     def new_access_token(self):
         token = secrets.token_hex(16)

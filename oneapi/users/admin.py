@@ -129,6 +129,8 @@ def update_user():
         if user.role == ROLE_ROOT:
             raise ApiError("root cannot be disabled")
         user.status = status
+        if status == STATUS_DISABLED:
+            user.end_sessions()
     quota = field(body, "quota", int)
     if quota is not None:
         if not 0 <= quota <= MAX_BALANCE:
@@ -158,6 +160,7 @@ def manage_user():
         raise ApiError("only root promotes and demotes", 403)
     if action == "disable":
         user.status = STATUS_DISABLED
+        user.end_sessions()
     elif action == "enable":
         user.status = STATUS_ENABLED
     elif action == "delete":

@@ -125,6 +125,20 @@
     }
   }
 
+  // "Send code": mail a verification code to the address in the input the button names.
+  async function sendCode(button) {
+    const input = $(button.dataset.sendCode);
+    if (!input || !input.reportValidity()) return;
+    const turnstile = $("[name=cf-turnstile-response]");
+    let url = "/api/verification?email=" + encodeURIComponent(input.value.trim());
+    if (turnstile && turnstile.value) url += "&turnstile=" + encodeURIComponent(turnstile.value);
+    button.disabled = true;
+    $("#messages").replaceChildren();
+    const reply = await api("GET", url);
+    flash(reply.success ? "A code has been sent to " + input.value.trim() + ". It is valid for 10 minutes." : (reply.message || "The code could not be sent."), reply.success);
+    setTimeout(() => { button.disabled = false; }, reply.success ? 30000 : 0);
+  }
+
   // Settings: PUT each changed option, one at a time, stopping at the first refusal.
   async function saveOptions(form) {
     const changed = [];
@@ -180,6 +194,8 @@
       const notice = $("#notice");
       localStorage.setItem("oneapi-notice-dismissed", notice.dataset.noticeId);
       notice.remove();
+    } else if (target.matches("[data-send-code]")) {
+      sendCode(target);
     } else if (target.matches("[data-aff]")) {
       api("GET", "/api/user/aff").then((reply) => {
         if (!reply.success) return flash(reply.message, false);
