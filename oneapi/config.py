@@ -150,6 +150,13 @@ def load(env=None, port=None, log_dir=None):
         "METRIC_QUEUE_SIZE": _int(env.get("METRIC_QUEUE_SIZE"), 10),
         "METRIC_SUCCESS_RATE_THRESHOLD": _float(env.get("METRIC_SUCCESS_RATE_THRESHOLD"), 0.8),
         "TEST_PROMPT": env.get("TEST_PROMPT", "Output only your specific model name with no additional text."),
+        # Third-party login (spec §3.7): the providers' fixed URLs, overridable for GitHub Enterprise, Lark
+        # (larksuite.com) and tests. The OIDC endpoints and the WeChat server are options set in the console.
+        "GITHUB_OAUTH_BASE_URL": env.get("GITHUB_OAUTH_BASE_URL") or "https://github.com",
+        "GITHUB_API_BASE_URL": env.get("GITHUB_API_BASE_URL") or "https://api.github.com",
+        "LARK_AUTHORIZE_URL": env.get("LARK_AUTHORIZE_URL") or "https://accounts.feishu.cn/open-apis/authen/v1/authorize",
+        "LARK_TOKEN_URL": env.get("LARK_TOKEN_URL") or "https://open.feishu.cn/open-apis/authen/v2/oauth/token",
+        "LARK_USERINFO_URL": env.get("LARK_USERINFO_URL") or "https://passport.feishu.cn/suite/passport/oauth/userinfo",
         # First start (spec §3.1)
         "INITIAL_ROOT_TOKEN": env.get("INITIAL_ROOT_TOKEN", ""),
         "INITIAL_ROOT_ACCESS_TOKEN": env.get("INITIAL_ROOT_ACCESS_TOKEN", ""),

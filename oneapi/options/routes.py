@@ -14,8 +14,11 @@ from oneapi.services import options
 START_TIME = int(time.time())
 _SECRET_SUFFIXES = ("Token", "Secret", "SecretKey")
 _RATIO_KEYS = ("ModelRatio", "CompletionRatio", "GroupRatio")
+_OIDC_ENDPOINTS = ("OidcAuthorizationEndpoint", "OidcTokenEndpoint", "OidcUserinfoEndpoint")
+_URL_KEYS = ("OidcWellKnown", *_OIDC_ENDPOINTS, "WeChatServerAddress")
 _PREREQUISITES = {
     "GitHubOAuthEnabled": "GitHubClientId",
+    "OidcEnabled": "OidcClientId",
     "EmailDomainRestrictionEnabled": "EmailDomainWhitelist",
     "WeChatAuthEnabled": "WeChatServerAddress",
     "TurnstileCheckEnabled": "TurnstileSiteKey",
@@ -83,6 +86,11 @@ def _validate(key, value):
         raise ApiError(f"{key} must be \"true\" or \"false\"")
     if key in _PREREQUISITES and value == "true" and not options.current().get(_PREREQUISITES[key]):
         raise ApiError(f"set {_PREREQUISITES[key]} before turning on {key}")
+    if key in _URL_KEYS and value and not value.startswith(("https://", "http://")):
+        raise ApiError(f"{key} must be an http:// or https:// URL")
+    if key == "OidcEnabled" and value == "true" and not options.current().get("OidcWellKnown") and not all(
+            options.current().get(k) for k in _OIDC_ENDPOINTS):
+        raise ApiError("set OidcWellKnown, or all three OIDC endpoints, before turning on OidcEnabled")
     if key == "Theme" and value not in ("default", "berry", "air"):
         raise ApiError("Theme must be default, berry or air")
 

@@ -12,6 +12,7 @@ from oneapi.models.user import ROLE_COMMON, ROLE_ROOT, STATUS_DELETED
 from oneapi.services import accounts, cache, options
 
 USERNAME_MAX, DISPLAY_NAME_MAX, EMAIL_MAX = 12, 20, 50
+UNUSABLE_PASSWORD = "!"  # not a bcrypt hash: no password matches it
 
 
 class UserError(Exception):
@@ -23,9 +24,9 @@ def can_manage(actor, target):
     return actor.role == ROLE_ROOT or actor.role > target.role
 
 
-def validate_username(username):
-    if not isinstance(username, str) or not 1 <= len(username.strip()) <= USERNAME_MAX:
-        raise UserError(f"username must be 1 to {USERNAME_MAX} characters")
+def validate_username(username, max_length=USERNAME_MAX):
+    if not isinstance(username, str) or not 1 <= len(username.strip()) <= max_length:
+        raise UserError(f"username must be 1 to {max_length} characters")
     if username.startswith("deleted_"):
         raise UserError("usernames starting with deleted_ are reserved")
     return username.strip()
@@ -38,14 +39,21 @@ def username_taken(username, except_id=None):
     return db.session.scalar(query) is not None
 
 
-def create(username, password, *, display_name="", role=ROLE_COMMON, email="", inviter_id=0):
-    """A new user with the new-user quota and a default token, as the original does; committed."""
-    username = validate_username(username)
+def create(username, password, *, display_name="", role=ROLE_COMMON, email="", inviter_id=0, identity=None,
+           max_username=USERNAME_MAX):
+    """A new user with the new-user quota and a default token, as the original does; committed.
+
+    Third-party sign-ups pass `identity` ({"github_id": ...}) and no password: the account then has an
+    unusable password until its owner sets one. Their generated names (github_<id>) may exceed 12 characters."""
+    username = validate_username(username, max_username)
     if username_taken(username):
         raise UserError("that username is taken")
     user = User(username=username, display_name=display_name or username, role=role, email=email,
-                inviter_id=inviter_id, quota=0)
-    user.set_password(password)
+                inviter_id=inviter_id, quota=0, **(identity or {}))
+    if password is None:
+        user.password = UNUSABLE_PASSWORD
+    else:
+        user.set_password(password)
     for _ in range(5):  # the invitation code, made now so reading it later (GET /api/user/aff) changes nothing
         if not db.session.scalar(select(User.id).where(User.aff_code == user.new_aff_code())):
             break

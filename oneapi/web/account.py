@@ -10,13 +10,14 @@ from flask import abort, render_template, request
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from oneapi.auth.oauth import linked_accounts
 from oneapi.extensions import db
 from oneapi.logs.routes import _quota_sum
 from oneapi.models import Log, LogType, Token
 from oneapi.models.user import ROLE_ADMIN
 from oneapi.services import options, routing
 from oneapi.web import bp
-from oneapi.web.site import page_number, page_role
+from oneapi.web.site import page_number, page_role, safe_image_url
 
 PAGE_SIZE = 20
 LOG_TYPES = {int(t): t.name.title() for t in LogType if t}
@@ -104,4 +105,5 @@ def topup():
 @bp.get("/setting")
 @page_role()
 def personal_settings():
-    return render_template("web/setting.html", tab="personal")
+    return render_template("web/setting.html", tab="personal", linked=linked_accounts(current_user),
+                           wechat_qrcode=safe_image_url(options.current().get("WeChatAccountQRCodeImageURL")))
