@@ -139,13 +139,28 @@ ROUTES = [
     ("GET", "/api/log/self/", "user", None),
     ("GET", "/api/log/self/stat", "user", None),
     ("GET", "/api/log/self/search", "user", {"keyword": "x"}),
+    ("GET", "/api/oauth/state", "public", None),
+    ("GET", "/api/oauth/github", "public", {"code": "c", "state": "s"}),
+    ("GET", "/api/oauth/oidc", "public", {"code": "c", "state": "s"}),
+    ("GET", "/api/oauth/lark", "public", {"code": "c", "state": "s"}),
+    ("GET", "/api/oauth/wechat", "public", {"code": "c"}),
+    ("GET", "/api/oauth/wechat/bind", "user", {"code": "c"}),
     ("GET", "/api/option/", "root", None),
     ("PUT", "/api/option/", "root", {"key": "Notice", "value": "hello"}),
+    ("POST", "/api/user/register", "public", {"username": "newbie", "password": "p" * 10}),
+    ("GET", "/api/verification", "public", {"email": "a@example.test"}),
+    ("GET", "/api/reset_password", "public", {"email": "a@example.test"}),
+    ("POST", "/api/user/reset", "public", {"email": "a@example.test", "token": "t"}),
+    ("GET", "/api/oauth/email/bind", "user", {"email": "a@example.test", "code": "c"}),
+    ("POST", "/api/oauth/email/bind", "user", {"email": "a@example.test", "code": "c"}),
 ]
 # Calls after which the same person cannot call again (they delete themselves).
 ONCE = {("DELETE", "/api/user/self")}
 # Answers that are neither an authorization refusal nor a success: GET /api/user/token is 405 for everyone.
-FIXED_STATUS = {("GET", "/api/user/token"): 405}
+FIXED_STATUS = {("GET", "/api/user/token"): 405, ("GET", "/api/oauth/github"): 403, ("GET", "/api/oauth/oidc"): 403,
+                ("GET", "/api/oauth/lark"): 403}
+# A state change by GET is refused from a session cookie (only access tokens may): 405.
+SESSION_STATUS = {("GET", "/api/oauth/email/bind"): 405}
 
 
 def fill(value, ids):
@@ -186,7 +201,9 @@ def test_authorization_matrix(world, method, path, need, payload):
             reply = call(world.client(who, how), method, path, payload, world.ids)
             where = f"{method} {path} as {who} by {how}: {reply.status_code} {reply.get_data(as_text=True)[:200]}"
             assert reply.status_code < 500, where
-            if (method, path) in FIXED_STATUS:
+            if how == "session" and (method, path) in SESSION_STATUS:
+                assert reply.status_code == SESSION_STATUS[(method, path)], where
+            elif (method, path) in FIXED_STATUS:
                 assert reply.status_code == FIXED_STATUS[(method, path)], where
             elif need != "public" and who == "anonymous":
                 assert reply.status_code == 401 and reply.json["success"] is False, where

@@ -191,3 +191,12 @@ def test_rpm_limit_through_the_sdk_on_two_nodes_sharing_redis(live_server_factor
     assert refused.value.status_code == 429
     assert int(refused.value.response.headers["Retry-After"]) >= 1
     assert "requests per minute" in refused.value.message
+
+
+def test_oauth_routes_share_the_critical_bucket(limited):
+    limited.config.update(CRITICAL_RATE_LIMIT=2)
+    client = from_address(limited, "198.51.100.50")
+    assert client.get("/api/oauth/state").status_code == 200
+    assert attempt_login(client).status_code == 200
+    for path in ("/api/oauth/state", "/api/oauth/github?code=x&state=y", "/api/oauth/wechat?code=x"):
+        assert client.get(path).status_code == 429

@@ -24,6 +24,7 @@ from oneapi.envelope import ApiError, ok
 from oneapi.extensions import db
 from oneapi.models import User
 from oneapi.models.user import ROLE_COMMON, STATUS_DELETED, STATUS_ENABLED
+from oneapi.ratelimit import critical
 from oneapi.services import accounts, cache, options, users
 
 STATE_KEY, STATE_TIME_KEY, STATE_SECONDS = "oauth_state", "oauth_state_time", 600
@@ -162,6 +163,7 @@ def answer(outcome, user):
 
 
 @bp.get("/api/oauth/state")
+@critical
 def oauth_state():
     return ok(new_state())
 
@@ -172,27 +174,32 @@ def _api_callback(name):
 
 
 @bp.get("/api/oauth/github")
+@critical
 def oauth_github():
     return _api_callback("github")
 
 
 @bp.get("/api/oauth/oidc")
+@critical
 def oauth_oidc():
     return _api_callback("oidc")
 
 
 @bp.get("/api/oauth/lark")
+@critical
 def oauth_lark():
     return _api_callback("lark")
 
 
 @bp.get("/api/oauth/wechat")
+@critical
 def oauth_wechat():
     require_same_site()
     return answer(*complete("wechat", request.args.get("code", ""), mode="login"))
 
 
 @bp.get("/api/oauth/wechat/bind")
+@critical
 @require_role(ROLE_COMMON)
 def oauth_wechat_bind():
     require_same_site()

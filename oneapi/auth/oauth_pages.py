@@ -8,6 +8,7 @@ from oneapi.auth import bp
 from oneapi.auth.oauth import REDIRECT_PROVIDERS, complete, new_state, redirect_uri, switched_on, take_state
 from oneapi.auth.providers import PROVIDERS, ProviderError, authorize_url, enabled
 from oneapi.envelope import ApiError
+from oneapi.ratelimit import critical, critical_posts
 from oneapi.services import options
 from oneapi.web.site import page_role, safe_image_url
 
@@ -39,6 +40,7 @@ def oauth_start(name):
 
 
 @bp.get("/oauth/<any(github, oidc, lark):name>")
+@critical
 def oauth_callback_page(name):
     label = PROVIDERS[name].label
     if request.args.get("error"):
@@ -57,6 +59,7 @@ def oauth_callback_page(name):
 
 
 @bp.route("/oauth/wechat", methods=["GET", "POST"])
+@critical_posts
 def oauth_wechat_page():
     if not enabled("wechat", options.current()):
         return _refused("Login through WeChat is not enabled.", 404)
@@ -73,6 +76,7 @@ def oauth_wechat_page():
 
 
 @bp.post("/oauth/wechat/bind")
+@critical
 @page_role()
 def oauth_wechat_bind_page():
     try:

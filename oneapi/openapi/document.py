@@ -70,6 +70,16 @@ USERNAME = query("username", s.STRING, "exact username")
 TOKEN_NAME = query("token_name", s.STRING, "exact token name")
 MODEL_NAME = query("model_name", s.STRING, "exact model name")
 CHANNEL = query("channel", s.INT32, "channel id; 0 or empty: every channel")
+OAUTH_CODE = query("code", s.STRING, "the authorization code the provider sent back", required=True)
+OAUTH_STATE = query("state", s.STRING, "the state from GET /api/oauth/state, in this session", required=True)
+WECHAT_CODE = query("code", s.STRING, "the verification code the WeChat official account answered with",
+                    required=True)
+TURNSTILE = query("turnstile", s.STRING, "the Turnstile token, when TurnstileCheckEnabled and this session "
+                                        "has not passed yet")
+EMAIL = query("email", s.STRING, "the address", required=True)
+VERIFICATION_CODE = query("code", s.STRING, "the code mailed by GET /api/verification", required=True)
+WECHAT_STATE = query("state", s.STRING, "the state from GET /api/oauth/state; needed unless the request has "
+                                        "an X-Requested-With or Authorization header")
 
 _ERRORS = {
     "400": "malformed request: the body is not a JSON object, or a query number is not an integer",
@@ -77,6 +87,7 @@ _ERRORS = {
     "403": "disabled user, role too low, target user not below the caller, or root's default password unchanged",
     "404": "no such row",
     "405": "wrong method",
+    "429": "too many requests from this address (GLOBAL_API_RATE_LIMIT, or the critical limit); see Retry-After",
 }
 
 
@@ -86,7 +97,7 @@ def op(op_id, summary, role, tag, *, params=(), body=None, data=None, ok=None, e
     if ok is not False:
         responses["200"] = {"description": "the envelope; `success` tells whether it worked",
                             "content": ok if ok is not None else _json(envelope(data))}
-    codes = set(errors) | ({"403"} if locked else set())
+    codes = set(errors) | ({"403"} if locked else set()) | {"429"}
     if role != PUBLIC:
         codes |= {"401", "403"}
     if body is not None or any(p.get("schema", {}).get("type") == "integer" for p in params if p["in"] == "query"):
@@ -129,6 +140,25 @@ def _routes():
         ("post", "/api/user/login", op("login", "Log in; sets the session cookie", PUBLIC, "account",
                                        body=s.ref("LoginBody"), data=s.ref("LoginResult"), locked=False)),
         ("get", "/api/user/logout", op("logout", "Log out; clears the session", PUBLIC, "account", locked=False)),
+        # ---- registration, mail and reset (docs/accounts.md)
+        ("post", "/api/user/register", op("register", "Create an account with a password", PUBLIC, "account",
+                                          params=(TURNSTILE,), body=s.ref("RegisterBody"),
+                                          description="Needs RegisterEnabled and PasswordRegisterEnabled; with "
+                                                      "EmailVerificationEnabled, an email and its code.")),
+        ("get", "/api/verification", op("sendVerification", "Mail a 6-character code proving an address", PUBLIC,
+                                        "account", params=(EMAIL, TURNSTILE),
+                                        description="Valid 10 minutes, single use, 5 wrong tries.")),
+        ("get", "/api/reset_password", op("sendReset", "Mail a password-reset link", PUBLIC, "account",
+                                          params=(EMAIL, TURNSTILE),
+                                          description="The same answer whether or not the address has an "
+                                                      "account.")),
+        ("post", "/api/user/reset", op("resetPassword", "Use a reset link: get a new random password", PUBLIC,
+                                       "account", body=s.ref("ResetBody"), data=s.STRING)),
+        ("get", "/api/oauth/email/bind", op("bindEmailByGet", "Bind a verified address (access token only)", USER,
+                                            "account", params=(EMAIL, VERIFICATION_CODE), errors=("405",),
+                                            description="405 from a session cookie: pages POST the JSON body.")),
+        ("post", "/api/oauth/email/bind", op("bindEmail", "Bind a verified address to the caller", USER, "account",
+                                             body=s.ref("BindEmailBody"))),
         ("get", "/api/user/self", op("getSelf", "The caller's account", USER, "account", data=s.ref("User"))),
         ("put", "/api/user/self", op("updateSelf", "Change the caller's username, display name or password", USER,
                                      "account", body=s.ref("SelfUpdateBody"))),
@@ -272,6 +302,22 @@ def _routes():
                                          params=(LOG_TYPE, *log_filters), data=s.obj({"quota": s.INT64}))),
         ("get", "/api/log/self/search", op("searchOwnLogs", "The caller's logs by type or content prefix", USER,
                                            "logs", params=(KEYWORD,), data=array(s.ref("Log")))),
+        # ---- third-party login (docs/accounts.md)
+        ("get", "/api/oauth/state", op("oauthState", "Make the OAuth state of this session", PUBLIC, "account",
+                                       data=s.STRING, description="12 random characters, kept in the session "
+                                                                  "for 10 minutes; each can be used once.")),
+        *[("get", f"/api/oauth/{name}",
+           op(f"oauth{label}", f"Log in, register or bind with a {title} authorization code", PUBLIC, "account",
+              params=(OAUTH_CODE, OAUTH_STATE), data=s.ref("LoginResult"), errors=("403",),
+              description="403 when the state is not this session's. With a user logged in, the identity is "
+                          "bound to that user and `message` is \"bind\" (no data).")) for name, label, title in
+          (("github", "GitHub", "GitHub"), ("oidc", "Oidc", "OIDC"), ("lark", "Lark", "Lark"))],
+        ("get", "/api/oauth/wechat", op("oauthWeChat", "Log in or register with a WeChat verification code", PUBLIC,
+                                        "account", params=(WECHAT_CODE, WECHAT_STATE), data=s.ref("LoginResult"),
+                                        errors=("400",), description="400 without the state or the header.")),
+        ("get", "/api/oauth/wechat/bind", op("oauthWeChatBind", "Bind WeChat to the caller", USER, "account",
+                                             params=(WECHAT_CODE, WECHAT_STATE), errors=("400",),
+                                             description="400 without the state or the header.")),
         # ---- options
         ("get", "/api/option/", op("listOptions", "Every option except secrets", ROOT, "options",
                                    data=array(s.ref("Option")),

@@ -140,6 +140,14 @@ MODEL_LIST = obj({"object": {"type": "string", "enum": ["list"]},
 
 PASSWORD = text(64, 8, "8 to 64 characters (at most 72 bytes in UTF-8); never `123456`")
 
+REGISTER_BODY = obj({
+    "username": text(12), "password": text(description="8 to 64 characters"),
+    "email": text(50, description="required with EmailVerificationEnabled, else ignored"),
+    "verification_code": text(description="the code mailed to `email`"),
+    "aff_code": text(description="the inviter's invitation code"),
+}, required=("username", "password"))
+RESET_BODY = obj({"email": STRING, "token": STRING}, required=("email", "token"))
+BIND_EMAIL_BODY = obj({"email": STRING, "code": STRING}, required=("email", "code"))
 LOGIN_BODY = obj({"username": text(description="the username, or the email address"), "password": STRING},
                  required=("username", "password"))
 
@@ -212,7 +220,8 @@ def components():
         "Envelope": ENVELOPE, "Error": ERROR, "User": USER, "LoginResult": LOGIN_RESULT, "Token": TOKEN,
         "Channel": CHANNEL, "Redemption": REDEMPTION, "Log": LOG, "Option": OPTION, "DashboardRow": DASHBOARD_ROW,
         "Status": STATUS, "ChannelTestResult": CHANNEL_TEST_RESULT, "BalanceResult": BALANCE_RESULT,
-        "ModelList": MODEL_LIST, "LoginBody": LOGIN_BODY, "SelfUpdateBody": SELF_UPDATE_BODY,
+        "ModelList": MODEL_LIST, "LoginBody": LOGIN_BODY, "RegisterBody": REGISTER_BODY, "ResetBody": RESET_BODY,
+        "BindEmailBody": BIND_EMAIL_BODY, "SelfUpdateBody": SELF_UPDATE_BODY,
         "UserCreateBody": USER_CREATE_BODY, "UserUpdateBody": USER_UPDATE_BODY, "UserManageBody": USER_MANAGE_BODY,
         "TokenCreateBody": TOKEN_CREATE_BODY, "TokenUpdateBody": TOKEN_UPDATE_BODY,
         "ChannelCreateBody": CHANNEL_CREATE_BODY, "ChannelUpdateBody": CHANNEL_UPDATE_BODY,
