@@ -113,6 +113,7 @@ def load(env=None, port=None, log_dir=None):
         # Ours: the fixed CriticalRateLimit of the original (20 per 20 min) made configurable.
         "CRITICAL_RATE_LIMIT": _int(env.get("CRITICAL_RATE_LIMIT"), 20),
         "CRITICAL_RATE_LIMIT_DURATION": _int(env.get("CRITICAL_RATE_LIMIT_DURATION"), 1200),
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE")),
         "TURNSTILE_VERIFY_URL": env.get("TURNSTILE_VERIFY_URL")
         or "https://challenges.cloudflare.com/turnstile/v0/siteverify",
         # Forwarded headers are believed only from these (IPs/CIDRs); oneapi/proxies.py.
