@@ -474,3 +474,20 @@ def test_wechat_login_page(app, site, provider):
     reply = client.post("/oauth/wechat", data={"code": "999", "csrf_token": token})
     assert reply.status_code == 302
     assert client.get("/api/user/self").json["data"]["wechat_id"] == "wx-erin"
+
+
+def test_a_third_party_user_sets_a_first_password_on_the_page(app, site, provider):
+    provider.give("github", "code-pw", OCTOCAT)
+    client = app.test_client()
+    assert oauth(client, "github", "code-pw").json["success"]
+    page = client.get("/user/password").get_data(as_text=True)
+    assert "has no password yet" in page and 'name="current"' not in page
+    token = csrf(client, "/user/password")
+    reply = client.post("/user/password", data={"password": "first-password", "password2": "first-password",
+                                                "csrf_token": token})
+    assert reply.status_code == 302
+    assert client.get("/api/user/self").json["success"]  # this session stays
+    assert app.test_client().post("/api/user/login", json={"username": "github_2", "password": "first-password"}
+                                  ).json["success"]
+    # From now on the page asks for the current password.
+    assert 'name="current"' in client.get("/user/password").get_data(as_text=True)

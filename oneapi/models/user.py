@@ -69,6 +69,11 @@ class User(UserMixin, db.Model):
     def check_password(self, password):
         return check_password(self.password, password)
 
+    @property
+    def has_password(self):
+        """False for accounts made by a third-party login, until their owner sets a password."""
+        return (self.password or "").startswith("$2")
+
     def session_stamp(self):
         """Kept in the session at login: a different password, role or status ends every older session."""
         return hash_secret(f"{self.id}|{self.password}|{self.role}|{self.status}|{self.session_version}")[:24]

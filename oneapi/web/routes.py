@@ -47,7 +47,7 @@ def password():
         try:
             if new != again:
                 raise ApiError("the two passwords differ")
-            if not current_user.check_password(request.form.get("current", "")):
+            if current_user.has_password and not current_user.check_password(request.form.get("current", "")):
                 raise ApiError("the current password is wrong")
             validate_password(new)
         except ApiError as error:
