@@ -111,3 +111,12 @@ def test_top_up_link_carries_the_user(root):
     page = root.get("/topup").get_data(as_text=True)
     assert re.search(r'href="https://pay\.example\.com/buy\?x=1&amp;username=root&amp;user_id=1&amp;'
                      r'transaction_id=[0-9a-f-]{36}"', page)
+
+
+def test_the_settings_page_offers_every_option():
+    from oneapi.services.options import DEFAULTS
+    from oneapi.web.settings_pages import GROUPS
+
+    shown = {key for _, _, keys in GROUPS for key in keys}
+    # Theme is accepted for compatibility but this console has one look (docs/compatibility.md).
+    assert set(DEFAULTS) - shown == {"Theme"} and shown <= set(DEFAULTS)

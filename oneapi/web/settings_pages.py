@@ -27,7 +27,10 @@ GROUPS = [
     ("system", "WeChat", ["WeChatAuthEnabled", "WeChatServerAddress", "WeChatServerToken",
                           "WeChatAccountQRCodeImageURL"]),
     ("system", "Turnstile", ["TurnstileCheckEnabled", "TurnstileSiteKey", "TurnstileSecretKey"]),
-    ("system", "Message pusher", ["MessagePusherAddress", "MessagePusherToken"]),
+    ("system", "OpenID Connect", ["OidcEnabled", "OidcClientId", "OidcClientSecret", "OidcWellKnown",
+                                  "OidcAuthorizationEndpoint", "OidcTokenEndpoint", "OidcUserinfoEndpoint"]),
+    ("system", "Lark", ["LarkClientId", "LarkClientSecret"]),
+    ("system", "Notifications", ["ChannelNotifyWebhook", "MessagePusherAddress", "MessagePusherToken"]),
     ("other", "Site", ["SystemName", "Logo", "Footer", "Notice"]),
     ("other", "Pages", ["HomePageContent", "About"]),
 ]
@@ -48,6 +51,11 @@ HELP = {
     "GroupRatio": "JSON: group → multiplier. Its keys are the user groups.",
     "ServerAddress": "Public base URL, used in emails and OAuth redirects.",
     "EmailDomainWhitelist": "Comma-separated domains allowed to register when the restriction is on.",
+    "OidcWellKnown": "The discovery document (…/.well-known/openid-configuration); the endpoints below may then stay "
+                     "empty. Callback: {ServerAddress}/oauth/oidc.",
+    "LarkClientId": "Lark/Feishu login is on whenever this is set. Callback: {ServerAddress}/oauth/lark.",
+    "GitHubClientId": "Callback: {ServerAddress}/oauth/github.",
+    "ChannelNotifyWebhook": "POST JSON here when the system disables or re-enables a channel.",
     "SystemName": "Shown in the header, titles and emails.",
     "Logo": "URL of the logo image.",
     "Footer": "HTML shown at the bottom of every page (sanitised).",
