@@ -1,4 +1,4 @@
-"""accounts: token requests-per-minute limit, verification codes, session version
+"""accounts: token requests-per-minute limit, verification codes, session version, quota reminder
 
 Revision ID: 0004
 Revises: 0003
@@ -19,6 +19,7 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('session_version', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('quota_reminded', sa.Boolean(), server_default=sa.false(), nullable=False))
     with op.batch_alter_table('tokens', schema=None) as batch_op:
         batch_op.add_column(sa.Column('rpm_limit', sa.Integer(), server_default='0', nullable=False))
     op.create_table(
@@ -45,4 +46,5 @@ def downgrade():
     with op.batch_alter_table('tokens', schema=None) as batch_op:
         batch_op.drop_column('rpm_limit')
     with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_column('quota_reminded')
         batch_op.drop_column('session_version')

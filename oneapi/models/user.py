@@ -7,6 +7,7 @@ import bcrypt
 from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from oneapi import offload
@@ -61,6 +62,8 @@ class User(UserMixin, db.Model):
     must_change_password: Mapped[bool] = mapped_column(default=False)
     # Ours: raised when the user is disabled, so re-enabling does not bring old sessions back.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Ours: the low-quota mail was sent and the balance has not been above QuotaRemindThreshold since.
+    quota_reminded: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     created_time: Mapped[int] = mapped_column(BigInteger, default=lambda: int(time.time()))
 
     def set_password(self, password):
