@@ -27,6 +27,9 @@ def create_app(overrides=None, *, port=None, log_dir=None):
     plumbing.configure_sessions(app)
 
     db.init_app(app)
+    from oneapi.services import logbook
+
+    logbook.attach(app)  # the Log model's bind: the log database (LOG_SQL_DSN), or the main engine
     migrate.init_app(app, db, directory=os.path.join(ROOT_DIR, "migrations"))
     login_manager.init_app(app)
 

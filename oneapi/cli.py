@@ -9,7 +9,8 @@ from oneapi.extensions import db
 def register(app):
     @app.cli.command("setup")
     def setup():
-        """Apply the migrations and create root on an empty database."""
+        """Apply the migrations (with LOG_SQL_DSN, also make the log database's table) and create root on an
+        empty database."""
         from oneapi import bootstrap
 
         bootstrap.prepare()

@@ -39,8 +39,8 @@ _GO_MYSQL_DSN = re.compile(
 )
 
 
-def database_url(dsn, sqlite_path):
-    """Turn SQL_DSN (the original's forms or a SQLAlchemy URL) into a SQLAlchemy URL.
+def database_url(dsn, sqlite_path, setting="SQL_DSN"):
+    """Turn SQL_DSN or LOG_SQL_DSN (the original's forms or a SQLAlchemy URL) into a SQLAlchemy URL.
 
     `""` means SQLite at SQLITE_PATH; `postgres://...` PostgreSQL through psycopg 3;
     `user:pass@tcp(host:3306)/db` (go-sql-driver) or `mysql://...` MySQL/MariaDB through PyMySQL.
@@ -56,7 +56,7 @@ def database_url(dsn, sqlite_path):
         return _with_utf8mb4(dsn) if dsn.startswith("mysql") else dsn
     match = _GO_MYSQL_DSN.match(dsn)
     if not match:
-        raise SystemExit("configuration error: SQL_DSN is neither a URL nor user:pass@tcp(host:port)/db")
+        raise SystemExit(f"configuration error: {setting} is neither a URL nor user:pass@tcp(host:port)/db")
     auth = quote(match["user"], safe="")
     if match["password"] is not None:
         auth += ":" + quote(match["password"], safe="")
@@ -85,7 +85,8 @@ def load(env=None, port=None, log_dir=None):
         "DEBUG_SQL": _bool(env.get("DEBUG_SQL")),
         "DATA_DIR": data_dir,
         "SESSION_SECRET": env.get("SESSION_SECRET", ""),
-        # Database (spec §2.9). LOG_SQL_DSN is read here; a separate log database is the multi-node issue's.
+        # Database (spec §2.9). A non-empty LOG_SQL_DSN puts the logs table in its own database, read by the
+        # same rules as SQL_DSN (plumbing.configure_database); empty means the main database.
         "SQL_DSN": env.get("SQL_DSN", ""),
         "LOG_SQL_DSN": env.get("LOG_SQL_DSN", ""),
         "SQLITE_PATH": sqlite_path,

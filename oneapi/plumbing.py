@@ -13,7 +13,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
+from oneapi.config import database_url
 from oneapi.envelope import ID_MAX, ApiError, fail
+from oneapi.models.log import LOG_BIND
 from oneapi.services import accounts, broadcast, cache, options, scheduler
 
 log = logging.getLogger(__name__)
@@ -22,29 +24,56 @@ log = logging.getLogger(__name__)
 def configure_database(app):
     config = app.config
     url = config["SQLALCHEMY_DATABASE_URI"]
-    if url.startswith("sqlite"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": config["SQLITE_BUSY_TIMEOUT"] / 1000}}
-    else:
-        idle = max(1, min(config["SQL_MAX_IDLE_CONNS"], config["SQL_MAX_OPEN_CONNS"], 20))
-        config["SQLALCHEMY_ENGINE_OPTIONS"] = {
-            "pool_size": idle,
-            "max_overflow": max(0, min(config["SQL_MAX_OPEN_CONNS"], 40) - idle),
-            "pool_recycle": max(config["SQL_MAX_LIFETIME"], 1),
-            "pool_pre_ping": True,
-            "pool_timeout": 10,
-        }
-        if url.startswith("mysql"):
-            # InnoDB's default REPEATABLE READ would let a request's session keep reading the snapshot it
-            # began with, missing the quota updates committed meanwhile on the quota service's connection.
-            config["SQLALCHEMY_ENGINE_OPTIONS"]["isolation_level"] = "READ COMMITTED"
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(url, config)
+    log_url = _log_database_url(config)
+    if log_url and log_url != url:
+        # The Log model's bind (models/log.py); without it, services/logbook.attach aliases the main engine.
+        log_options = _engine_options(log_url, config)
+        if not log_url.startswith("sqlite") and "connect_timeout" not in log_url:
+            # A log server that stops answering holds up the requests settling at that moment for 5 s at
+            # most; after that its rows wait in memory without trying it (services/logbook.py).
+            log_options["connect_args"] = {"connect_timeout": 5}
+        config["SQLALCHEMY_BINDS"] = {**config.get("SQLALCHEMY_BINDS", {}), LOG_BIND: {"url": log_url, **log_options}}
     config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
     if not config.get("MAX_CONTENT_LENGTH"):
         # One byte over the relay's cap, so a chunked body (no Content-Length) that is too large reads as
         # cap + 1 bytes and is refused with 413 instead of being cut silently at the cap.
         config["MAX_CONTENT_LENGTH"] = int(config["RELAY_MAX_BODY_MB"] * 1024 * 1024) + 1
+
+
+def _engine_options(url, config):
+    """Pool, isolation and SQLite settings for one engine: the main database's, and the log database's."""
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return {"connect_args": {"timeout": config["SQLITE_BUSY_TIMEOUT"] / 1000}}
+    idle = max(1, min(config["SQL_MAX_IDLE_CONNS"], config["SQL_MAX_OPEN_CONNS"], 20))
+    pool = {
+        "pool_size": idle,
+        "max_overflow": max(0, min(config["SQL_MAX_OPEN_CONNS"], 40) - idle),
+        "pool_recycle": max(config["SQL_MAX_LIFETIME"], 1),
+        "pool_pre_ping": True,
+        "pool_timeout": 10,
+    }
+    if url.startswith("mysql"):
+        # InnoDB's default REPEATABLE READ would let a request's session keep reading the snapshot it
+        # began with, missing the quota updates committed meanwhile on the quota service's connection.
+        pool["isolation_level"] = "READ COMMITTED"
+    return pool
+
+
+def _log_database_url(config):
+    """LOG_SQL_DSN as a SQLAlchemy URL, or "" for the main database. A relative SQLite path is taken from the
+    working directory, as SQLITE_PATH is (Flask-SQLAlchemy would otherwise put it in the instance folder)."""
+    dsn = (config.get("LOG_SQL_DSN") or "").strip()
+    if not dsn:
+        return ""
+    url = database_url(dsn, config["SQLITE_PATH"], "LOG_SQL_DSN")
+    path = url.removeprefix("sqlite:///")
+    if url.startswith("sqlite:///") and path != ":memory:" and not os.path.isabs(path):
+        url = "sqlite:///" + os.path.abspath(path)
+    return url
 
 
 @event.listens_for(Engine, "connect")

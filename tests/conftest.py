@@ -12,8 +12,11 @@ import requests
 from sqlalchemy import MetaData, create_engine, text
 
 from oneapi import create_app
+from oneapi.bootstrap import prepare_log_database
 from oneapi.config import database_url
 from oneapi.extensions import db
+from oneapi.models import Log
+from oneapi.services import logbook
 from tests.mock_upstream import MockUpstream
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,10 +48,19 @@ def worker_dsn(dsn):
     return f"{base}/{own}" + (f"?{query}" if query else "")
 
 
+def worker_log_dsn(dsn, tmp_path_factory):
+    """LOG_SQL_DSN set for the run puts every test's logs in a second database: one per worker, as SQL_DSN's."""
+    if dsn.startswith("sqlite"):
+        return f"sqlite:///{tmp_path_factory.mktemp('logs') / 'one-api-logs.db'}"
+    return worker_dsn(dsn)
+
+
 @pytest.fixture(scope="session")
 def database(tmp_path_factory):
     """(SQL_DSN, SQLITE_PATH) of a database migrated once for the whole run, emptied before."""
     dsn = worker_dsn(os.environ.get("SQL_DSN", ""))
+    if os.environ.get("LOG_SQL_DSN"):  # read by every app of the run, the live servers' too
+        os.environ["LOG_SQL_DSN"] = worker_log_dsn(os.environ["LOG_SQL_DSN"], tmp_path_factory)
     sqlite_path = str(tmp_path_factory.mktemp("db") / "one-api.db")
     if dsn:
         engine = create_engine(database_url(dsn, sqlite_path))
@@ -63,26 +75,34 @@ def database(tmp_path_factory):
         from flask_migrate import upgrade
 
         upgrade(directory=app.extensions["migrate"].directory)
-        db.engine.dispose()
+        prepare_log_database()
+        for engine in set(db.engines.values()):
+            engine.dispose()
     return dsn, sqlite_path
 
 
 def empty_tables():
     """Empty every table and restart the ids, so each test sees ids from 1 (root is user 1) on every database."""
-    tables = list(reversed(db.metadata.sorted_tables))
-    dialect = db.engine.dialect.name
+    _empty(db.session, list(reversed(db.metadata.sorted_tables)), db.engine.dialect.name)
+    db.session.commit()
+    book = logbook.current()
+    if book is not None:  # LOG_SQL_DSN: the logs are in a second database
+        with book.engine.begin() as conn:
+            _empty(conn, [Log.__table__], book.engine.dialect.name)
+
+
+def _empty(session, tables, dialect):
     if dialect == "postgresql":
         names = ", ".join(f'"{table.name}"' for table in tables)
-        db.session.execute(text(f"TRUNCATE TABLE {names} RESTART IDENTITY"))
+        session.execute(text(f"TRUNCATE TABLE {names} RESTART IDENTITY"))
     elif dialect == "mysql":
         for table in tables:
-            db.session.execute(text(f"TRUNCATE TABLE `{table.name}`"))
+            session.execute(text(f"TRUNCATE TABLE `{table.name}`"))
     else:
         for table in tables:
-            db.session.execute(table.delete())
-        if db.session.execute(text("SELECT name FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
-            db.session.execute(text("DELETE FROM sqlite_sequence"))
-    db.session.commit()
+            session.execute(table.delete())
+        if session.execute(text("SELECT name FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+            session.execute(text("DELETE FROM sqlite_sequence"))
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +128,8 @@ def app(database, upstream, tmp_path):
     yield application
     with application.app_context():
         db.session.remove()
-        db.engine.dispose()
+        for engine in set(db.engines.values()):  # the main engine, and the log database's with LOG_SQL_DSN
+            engine.dispose()
 
 
 @pytest.fixture

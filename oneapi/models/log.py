@@ -6,6 +6,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from oneapi.extensions import db
 
+# The bind key of the log database (LOG_SQL_DSN). Without one, the key is an alias of the main engine
+# (services/logbook.attach), so everything below behaves as if there were one database.
+LOG_BIND = "logs"
+
 
 class LogType(IntEnum):
     UNKNOWN = 0
@@ -17,6 +21,7 @@ class LogType(IntEnum):
 
 
 class Log(db.Model):
+    __bind_key__ = LOG_BIND
     __tablename__ = "logs"
     __table_args__ = (
         Index("idx_created_at_type", "created_at", "type"),
@@ -54,3 +59,8 @@ class Log(db.Model):
             "system_prompt_reset": self.system_prompt_reset, "token_id": self.token_id,
             "outcome": self.outcome, "usage_estimated": self.usage_estimated,
         }
+
+
+# The main database has a logs table too (migration 0001): the one in use when LOG_SQL_DSN is empty. Its
+# twin in the main metadata keeps it known to the migrations (autogenerate) and to whole-database tools.
+Log.__table__.to_metadata(db.metadata)

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, case, select, update
 from oneapi.extensions import db
 from oneapi.models import Channel, Log, LogType, QuotaReservation, Token, User
 from oneapi.models.token import TOKEN_ENABLED, TOKEN_EXHAUSTED
-from oneapi.services import accounts, cache, options
+from oneapi.services import accounts, cache, logbook, options
 
 _NO_SYNC = {"synchronize_session": False}  # plain SQL: no ORM-side evaluation of these statements
 
@@ -102,12 +102,19 @@ def reserve(request_id, user_id, token_id, amount, limited_token, limited_uses=F
 def settle(reservation, quota, *, log=None, channel_id=0, count_request=True, give_back_use=False):
     """Replace the reservation by the real charge `quota` and write the consume log row, at most once.
 
-    Returns False when this request was already settled. `log` holds the log row's fields.
+    Returns False when this request was already settled. `log` holds the log row's fields. The row is part of
+    the settlement's transaction, or, with a separate log database, written right after it commits.
     """
     quota = max(int(quota), 0)
     delta = quota - reservation.amount
     now = int(time.time())
     params = {"n": quota, "delta": delta, "refund": -delta, "now": now}
+    row = None
+    if log is not None and options.current().bool("LogConsumeEnabled"):
+        row = {**_LOG_DEFAULTS, **log, "type": int(LogType.CONSUME), "user_id": reservation.user_id,
+               "token_id": reservation.token_id, "channel_id": channel_id, "quota": quota,
+               "request_id": reservation.request_id, "created_at": now}
+    book = logbook.current() if row is not None else None
     with db.engine.begin() as conn:
         if conn.execute(_RELEASE, {"rid": reservation.request_id}).rowcount != 1:
             return False  # already settled: by another finally, a retry, or the stale-reservation sweep
@@ -117,10 +124,10 @@ def settle(reservation, quota, *, log=None, channel_id=0, count_request=True, gi
             conn.execute(_CHARGE_CHANNEL, {"row_id": channel_id, "n": quota})
         if give_back_use and reservation.took_use:
             conn.execute(_GIVE_BACK_USE, {"row_id": reservation.token_id})
-        if log is not None and options.current().bool("LogConsumeEnabled"):
-            conn.execute(_ADD_LOG, {**_LOG_DEFAULTS, **log, "type": int(LogType.CONSUME), "user_id": reservation.user_id,
-                                    "token_id": reservation.token_id, "channel_id": channel_id, "quota": quota,
-                                    "request_id": reservation.request_id, "created_at": now})
+        if row is not None and book is None:
+            conn.execute(_ADD_LOG, row)
+    if book is not None:
+        book.write(row)  # never raises: the quota above is settled whatever the log database does
     return True
 
 
