@@ -1,5 +1,7 @@
 """The management API's envelope (spec §1.2): {"success", "message", "data"}, and input helpers."""
 
+import json
+
 from flask import jsonify, request
 
 ITEMS_PER_PAGE = 10
@@ -41,9 +43,18 @@ def json_object():
         raise ApiError("the request body must be a JSON object", 400)
     if not request.is_json and not request.headers.get("Authorization"):
         raise ApiError("send the body with Content-Type: application/json", 415)
-    body = request.get_json(silent=True, force=True)
+    try:
+        body = request.get_json(silent=True, force=True)
+    except RecursionError:
+        raise ApiError("the request body is nested too deeply", 400) from None
     if not isinstance(body, dict):
         raise ApiError("the request body must be a JSON object", 400)
+    try:  # "\ud800" parses into a string no database driver can store
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ApiError("the request body has text that is not valid Unicode (a lone surrogate)", 400) from None
+    except (RecursionError, ValueError):
+        raise ApiError("the request body is nested too deeply", 400) from None
     return body
 
 

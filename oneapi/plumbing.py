@@ -128,6 +128,12 @@ def configure_sessions(app):
                       PERMANENT_SESSION_LIFETIME=7 * 24 * 3600)
 
 
+API_MAX_BODY = 2 * 1024 * 1024
+# The console is never framed (clickjacking); no type guessing; reset links' tokens never leave in a Referer.
+_PAGE_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+
+
 def new_request_id():
     """The original's shape: yyyyMMddHHmmss, nanoseconds, 8 random digits."""
     return time.strftime("%Y%m%d%H%M%S") + f"{time.time_ns() % 1_000_000_000:09d}{secrets.randbelow(10**8):08d}"
@@ -179,6 +185,10 @@ def register_hooks(app):
             abort(404)  # no row has an id beyond 32 bits; asking the database would be an error, not a miss
         g.request_id = new_request_id()
         g.started = time.monotonic()
+        if not request.path.startswith(_KEY_ROUTES):
+            # Only /v1 takes big bodies (images, audio). Elsewhere a JSON body is small, and one parsed before
+            # any login must not cost a worker its memory (a 64 MB "[{},{},...]" is ~1.5 GB of objects).
+            request.max_content_length = API_MAX_BODY
         broadcast.ensure_listening(app)
         scheduler.ensure_started(app)
         cache.sync()
@@ -187,6 +197,8 @@ def register_hooks(app):
     @app.after_request
     def _finish(response):
         response.headers["X-Oneapi-Request-Id"] = g.get("request_id", "")
+        if not request.path.startswith(_KEY_ROUTES):
+            response.headers.update(_PAGE_HEADERS)
         return response
 
     @app.errorhandler(ApiError)

@@ -28,8 +28,14 @@ def parse_networks(value):
 
 
 def _address(text):
+    """An address from a forwarded header: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:443`."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
     try:
-        address = ipaddress.ip_address(text.strip().strip("[]"))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     return address.ipv4_mapped or address if address.version == 6 else address
@@ -62,6 +68,6 @@ class TrustedProxies:
             client = _address(environ.get("HTTP_X_REAL_IP", ""))
         if client is not None:
             environ["REMOTE_ADDR"] = str(client)
-        proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+        proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip().lower()  # the nearest proxy's
         if proto in ("http", "https"):
             environ["wsgi.url_scheme"] = proto

@@ -12,18 +12,30 @@ algorithm of the original is Flask-Limiter's moving window. Breaches answer 429 
 the body each audience expects ({"success":false,...} on /api; an OpenAI error on /v1; a page elsewhere).
 """
 
+import ipaddress
+import logging
 import time
 
 from flask import current_app, render_template, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import RateLimitItemPerMinute
 
+log = logging.getLogger(__name__)
+
 _API = ("/api/", "/dashboard/")
 _NOT_WEB = ("/api/", "/dashboard/", "/v1/", "/healthz")
 
 
 def client_address():
-    return request.remote_addr or "unknown"
+    """The bucket of a client: its IPv4 address, or its IPv6 /64 (one subscriber owns a whole /64, and would
+    otherwise get a fresh allowance from each of its 2^64 addresses)."""
+    address = request.remote_addr or "unknown"
+    if ":" in address:
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            return address
+    return address
 
 
 def _setting(name):
@@ -98,15 +110,44 @@ def _storage_uri(config):
     return url if url.startswith(("redis://", "rediss://", "redis+unix://")) else "memory://"
 
 
+_outage = {"checked": 0.0}
+RECHECK_SECONDS = 30
+
+
+def _token_limiter():
+    """Flask-Limiter's strategy: the storage's, or its in-memory fallback while the storage is away. A worker
+    that only serves /v1 never runs Flask-Limiter's own recovery check, so look again every 30 s here."""
+    if limiter._storage_dead and time.monotonic() - _outage["checked"] > RECHECK_SECONDS:
+        _outage["checked"] = time.monotonic()
+        try:
+            if limiter.storage.check():
+                limiter._storage_dead = False
+                log.info("rate-limit storage reachable again")
+        except Exception:
+            pass
+    return limiter.limiter
+
+
 def token_allowed(key_hash, per_minute):
     """Take one request from a token's per-minute allowance; False when it is used up. The bucket is named
-    by the key's hash, not the row id, so a new key always starts a new bucket."""
+    by the key's hash, not the row id, so a new key always starts a new bucket. If the storage (Redis) is
+    unreachable, this process counts in memory until it answers again."""
     if per_minute <= 0:
         return True
-    return limiter.limiter.hit(RateLimitItemPerMinute(per_minute), "oneapi-rpm", key_hash[:32])
+    item = RateLimitItemPerMinute(per_minute)
+    try:
+        return _token_limiter().hit(item, "oneapi-rpm", key_hash[:32])
+    except Exception as error:  # the storage's own errors (redis.ConnectionError, timeouts, ...)
+        log.warning("rate-limit storage unreachable (%s): counting in memory for now", type(error).__name__)
+        limiter._storage_dead = True
+        _outage["checked"] = time.monotonic()
+        return limiter.limiter.hit(item, "oneapi-rpm", key_hash[:32])
 
 
 def token_retry_after(key_hash, per_minute):
     """Seconds until the token's oldest request in the window leaves it."""
-    reset, _ = limiter.limiter.get_window_stats(RateLimitItemPerMinute(per_minute), "oneapi-rpm", key_hash[:32])
+    try:
+        reset, _ = _token_limiter().get_window_stats(RateLimitItemPerMinute(per_minute), "oneapi-rpm", key_hash[:32])
+    except Exception:
+        return 60
     return max(1, int(reset - time.time() + 0.999))

@@ -29,7 +29,7 @@ def set_options(admin, **values):
 def inbox(root, smtp):  # noqa: F811
     server = smtp()
     set_options(root, SMTPServer="127.0.0.1", SMTPPort=server.port, SMTPFrom="gateway@example.test",
-                SystemName="Gateway")
+                SystemName="Gateway", ServerAddress="https://gateway.example.test")
     return server
 
 
@@ -140,9 +140,11 @@ def test_registration_with_a_verified_email(app, root, inbox):
     # single use: the same code cannot make a second account
     reply = register(client, username="alice2", email="alice@example.test", verification_code=code)
     assert reply["success"] is False
-    # and the address is taken now: no new code for it
+    # the address is taken now: the same answer as for any address, and no code, but a mail telling its owner
     reply = client.get("/api/verification?email=alice@example.test").json
-    assert reply["success"] is False and "already" in reply["message"]
+    assert reply["success"] is True
+    mail = wait_for_mail(inbox, 2)
+    assert "already has an account" in mail["message"]["Subject"] and "verification code" not in mail["body"]
 
 
 def test_codes_are_stored_hashed_and_die_after_five_wrong_guesses(app, root, inbox):
@@ -278,7 +280,7 @@ def test_bind_email_with_a_code(app, root, inbox):
 
 def test_bind_email_by_get_with_an_access_token(app, root, inbox):
     assert register(app.test_client())["success"]
-    token = login(app, "alice").post("/api/user/token").json["data"]
+    token = login(app, "alice").post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     client = app.test_client()
     assert client.get("/api/verification?email=new@example.test").json["success"]
     code = code_in(wait_for_mail(inbox, 1))
@@ -289,8 +291,12 @@ def test_bind_email_by_get_with_an_access_token(app, root, inbox):
 def test_bind_refuses_an_address_of_another_account(app, root, inbox):
     make_user_with_email(app, root, inbox, "bob", "bob@example.test")
     assert register(app.test_client())["success"]
-    reply = login(app, "alice").post("/api/oauth/email/bind", json={"email": "bob@example.test", "code": "abcdef"})
-    assert reply.json["success"] is False and "another account" in reply.json["message"]
+    alice = login(app, "alice")
+    assert alice.get("/api/verification?email=bob@example.test").json["success"]  # no code: bob's already
+    assert "already has an account" in wait_for_mail(inbox, 1)["message"]["Subject"]
+    reply = alice.post("/api/oauth/email/bind", json={"email": "bob@example.test", "code": "abcdef"})
+    assert reply.json["success"] is False
+    assert user(app, "alice").email == "" and user(app, "bob").email == "bob@example.test"
 
 
 def test_bind_needs_a_login(app, root):

@@ -42,6 +42,7 @@ class World:
         if how == "token":
             client.environ_base["HTTP_AUTHORIZATION"] = person.access_token
         else:
+            client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"  # as the console's scripts send
             password = TEST_PASSWORD if who == "root" else PASSWORD
             reply = client.post("/api/user/login", json={"username": person.username, "password": password})
             assert reply.json["success"], reply.json
@@ -60,7 +61,7 @@ def make_user(app, username, role):
 
 @pytest.fixture
 def world(app, root, upstream):
-    access_token = root.post("/api/user/token").json["data"]
+    access_token = root.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     people = {"root": Person(1, "root", access_token), "common": make_user(app, "common", ROLE_COMMON),
               "admin": make_user(app, "admin", ROLE_ADMIN), "admin2": make_user(app, "admin2", ROLE_ADMIN),
               "victim": make_user(app, "victim", ROLE_COMMON)}

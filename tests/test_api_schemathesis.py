@@ -64,7 +64,7 @@ def loopback_only():
 @pytest.fixture
 def seeded(app, root, upstream):
     """Root's access token after a world of rows has been made."""
-    access_token = root.post("/api/user/token").json["data"]
+    access_token = root.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     add_channel(root, upstream.url, name="seed")
     add_token(root, name="seed")
     assert root.post("/api/redemption/", json={"name": "seed", "count": 2, "quota": 1000}).json["success"]

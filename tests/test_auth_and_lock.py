@@ -214,7 +214,7 @@ def test_disabling_a_user_ends_the_existing_session(app, root):
 
 
 def test_access_token_is_32_hex_and_works_with_and_without_bearer(app, root):
-    reply = root.post("/api/user/token")
+    reply = root.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"})
     assert reply.status_code == 200 and reply.json["success"] is True
     token = reply.json["data"]
     assert re.fullmatch(r"[0-9a-f]{32}", token)
@@ -229,7 +229,7 @@ def test_access_token_is_32_hex_and_works_with_and_without_bearer(app, root):
 
 
 def test_access_token_is_stored_hashed(app, root):
-    token = root.post("/api/user/token").json["data"]
+    token = root.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     stored = stored_access_token(app)
     assert stored and stored != token and token not in stored
     assert token not in everything_stored(app)
@@ -243,7 +243,7 @@ def test_get_user_token_is_405_and_creates_nothing(app, root):
     assert not re.search(r"[0-9a-f]{32}", reply.get_data(as_text=True))
     assert stored_access_token(app) is None
     # and with a token already made, GET leaves it alone
-    token = root.post("/api/user/token").json["data"]
+    token = root.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     before = stored_access_token(app)
     assert root.get("/api/user/token").status_code == 405
     assert stored_access_token(app) == before
@@ -251,10 +251,10 @@ def test_get_user_token_is_405_and_creates_nothing(app, root):
 
 
 def test_old_access_token_stops_working_after_a_new_one(app, root):
-    old = root.post("/api/user/token").json["data"]
+    old = root.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     script = app.test_client()
     assert script.get("/api/user/self", headers={"Authorization": old}).json["success"] is True
-    new = root.post("/api/user/token").json["data"]
+    new = root.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     assert new != old
     stale = app.test_client().get("/api/user/self", headers={"Authorization": old})
     assert stale.status_code == 200  # the original's answer for an unknown access token
@@ -272,7 +272,7 @@ def test_unknown_access_token_is_refused(app, root):
 def test_access_token_of_a_disabled_user_is_refused(app, root):
     user_id = make_user(app, "alice")
     alice = login(app, "alice")
-    token = alice.post("/api/user/token").json["data"]
+    token = alice.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     assert app.test_client().get("/api/user/self", headers={"Authorization": token}).json["success"] is True
     set_user_status(app, user_id, 2)
     reply = app.test_client().get("/api/user/self", headers={"Authorization": token})
@@ -378,7 +378,7 @@ def test_cookie_sessions_must_send_json_content_type(root):
     reply = root.post("/api/token/", data='{"name": "forged"}', content_type="text/plain")
     assert reply.status_code == 415 and "application/json" in reply.json["message"]
     assert root.get("/api/token/search?keyword=forged").json["data"] == []
-    token = root.post("/api/user/token").json["data"]
+    token = root.post("/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json["data"]
     scripted = root.application.test_client()
     reply = scripted.post("/api/token/", data='{"name": "scripted"}', content_type="text/plain",
                           headers={"Authorization": token})

@@ -27,7 +27,7 @@ def test_first_streamed_completion(live_server_factory, upstream, kind):
     assert status == 200 and body["success"], body
     status, body = api(web, "GET", "/api/channel/")
     assert status == 403 and not body["success"] and "change the default password" in body["message"]
-    status, body = api(web, "POST", "/api/user/token")
+    status, body = api(web, "POST", "/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"})
     assert status == 403
     page = web.get(server.url + "/", allow_redirects=False)
     assert page.status_code == 302 and page.headers["Location"].endswith("/user/password")
@@ -40,7 +40,7 @@ def test_first_streamed_completion(live_server_factory, upstream, kind):
 
     # Step 3: a management access token, made by POST (GET changes nothing).
     assert web.get(server.url + "/api/user/token").status_code == 405
-    status, body = api(web, "POST", "/api/user/token")
+    status, body = api(web, "POST", "/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"})
     assert status == 200 and body["success"] and len(body["data"]) == 32
     script = requests.Session()
     script.base = server.url

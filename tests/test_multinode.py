@@ -27,7 +27,7 @@ def admin_session(url):
     web = requests.Session()
     web.post(url + "/api/user/login", json={"username": "root", "password": "123456"})
     web.put(url + "/api/user/self", json={"password": TEST_PASSWORD})
-    token = web.post(url + "/api/user/token").json()["data"]
+    token = web.post(url + "/api/user/token", headers={"X-Requested-With": "XMLHttpRequest"}).json()["data"]
     web.headers["Authorization"] = token
     return web
 

@@ -111,15 +111,28 @@ def test_github_user_without_a_name(app, site, provider):
     assert (me["display_name"], me["email"]) == ("GitHub User", "")
 
 
-def test_a_login_stored_by_the_original_still_logs_in_and_becomes_the_id(app, site, provider):
+def test_a_login_stored_by_the_original_is_not_trusted_and_the_owner_binds_again(app, site, provider):
+    """The original stored GitHub logins, which can be renamed and registered again by someone else: such a row
+    is never matched by login (that would hand the account over), nor duplicated; its owner logs in by
+    password and binds again, which stores the numeric id."""
     assert site.post("/api/user/", json={"username": "legacy", "password": TEST_PASSWORD}).json["success"]
     with app.app_context():
         db.session.scalar(select(User).filter_by(username="legacy")).github_id = "octocat"
         db.session.commit()
     provider.give("github", "c", OCTOCAT)
     client = app.test_client()
-    assert oauth(client, "github", "c").json["data"]["username"] == "legacy"
+    reply = oauth(client, "github", "c").json
+    assert reply["success"] is False and "bind GitHub again" in reply["message"]
+    assert client.get("/api/user/self").status_code == 401
+    with app.app_context():
+        assert db.session.query(User).count() == 2  # no duplicate account was made
+    owner = app.test_client()
+    assert owner.post("/api/user/login", json={"username": "legacy", "password": TEST_PASSWORD}).json["success"]
+    provider.give("github", "c2", OCTOCAT)
+    assert oauth(owner, "github", "c2").json["message"] == "bind"
     assert user_row(app, username="legacy").github_id == "101"
+    provider.give("github", "c3", OCTOCAT)
+    assert oauth(app.test_client(), "github", "c3").json["data"]["username"] == "legacy"
 
 
 def test_binding_when_logged_in_and_conflicts(app, site, provider):

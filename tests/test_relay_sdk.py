@@ -95,7 +95,7 @@ class Gateway:
         assert reply["success"], reply
         reply = web.put(url + "/api/user/self", json={"password": TEST_PASSWORD}, timeout=30).json()
         assert reply["success"], reply
-        reply = web.post(url + "/api/user/token", timeout=30).json()
+        reply = web.post(url + "/api/user/token", timeout=30, headers={"X-Requested-With": "XMLHttpRequest"}).json()
         assert reply["success"], reply
         self.admin = requests.Session()
         self.admin.headers["Authorization"] = reply["data"]

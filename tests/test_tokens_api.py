@@ -184,7 +184,7 @@ def test_another_user_cannot_see_change_or_delete_my_token(app, root):
     assert changed.json["success"] is False and "not found" in changed.json["message"].lower()
     disabled = mallory.put("/api/token/?status_only=true", json={"id": mine["id"], "status": 2})
     assert disabled.json["success"] is False and "not found" in disabled.json["message"].lower()
-    regenerated = mallory.post(f"/api/token/{mine['id']}/key")
+    regenerated = mallory.post(f"/api/token/{mine['id']}/key", headers={"X-Requested-With": "XMLHttpRequest"})
     assert regenerated.json["success"] is False and "not found" in regenerated.json["message"].lower()
     assert "data" not in regenerated.json
     deleted = mallory.delete(f"/api/token/{mine['id']}")
@@ -196,7 +196,7 @@ def test_another_user_cannot_see_change_or_delete_my_token(app, root):
 
 def test_unknown_token_id_is_not_found(root):
     for reply in (root.get("/api/token/999999"), root.put("/api/token/", json={"id": 999999, "name": "x"}),
-                  root.delete("/api/token/999999"), root.post("/api/token/999999/key")):
+                  root.delete("/api/token/999999"), root.post("/api/token/999999/key", headers={"X-Requested-With": "XMLHttpRequest"})):
         assert reply.json["success"] is False and "not found" in reply.json["message"].lower()
 
 
@@ -297,7 +297,7 @@ def test_regenerate_key(app, root, upstream):
     used_before = token_row(app, created["id"])["used_quota"]
     assert used_before == 3
 
-    reply = root.post(f"/api/token/{created['id']}/key")
+    reply = root.post(f"/api/token/{created['id']}/key", headers={"X-Requested-With": "XMLHttpRequest"})
     assert reply.json["success"] is True, reply.json
     new = reply.json["data"]["key"]
     assert KEY_RE.fullmatch(new) and new != old

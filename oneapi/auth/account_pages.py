@@ -9,15 +9,16 @@ from oneapi.auth.accounts import public_base_url
 from oneapi.auth.routes import start_session
 from oneapi.envelope import ApiError
 from oneapi.ratelimit import critical_posts
-from oneapi.services import mail, options, signup
+from oneapi.services import options, signup
 
 
 @bp.app_template_global()
 def signup_links():
     """What the login page offers: registration (when open) and password reset (when mail can be sent)."""
     o = options.current()
-    return {"register": o.bool("RegisterEnabled") and o.bool("PasswordRegisterEnabled"),
-            "reset": bool(o.get("SMTPServer").strip())}
+    mail_ready = bool(o.get("SMTPServer").strip())
+    return {"register": o.bool("RegisterEnabled") and o.bool("PasswordRegisterEnabled"), "mail": mail_ready,
+            "reset": mail_ready and bool(o.get("ServerAddress").strip())}
 
 
 def _turnstile_key():
@@ -62,7 +63,7 @@ def _register(context):
 @bp.route("/reset", methods=["GET", "POST"])
 @critical_posts
 def forgot_page():
-    context = {"turnstile_key": _turnstile_key(), "can_mail": mail.configured()}
+    context = {"turnstile_key": _turnstile_key(), "can_mail": signup_links()["reset"]}
     if request.method == "GET":
         return render_template("auth/forgot.html", **context)
     return _forgot(context)
@@ -71,7 +72,7 @@ def forgot_page():
 def _forgot(context):
     try:
         turnstile.check()
-        signup.send_reset(_form("email"), public_base_url())
+        signup.send_reset_later(_form("email"), public_base_url())
     except (ApiError, signup.SignupError) as error:
         flash(getattr(error, "message", str(error)), "error")
         return render_template("auth/forgot.html", **context), 400

@@ -12,8 +12,9 @@ from oneapi.services import options, signup
 
 
 def public_base_url():
-    """Links in mail point at ServerAddress when the administrator set it, else at the address asked."""
-    return options.current().get("ServerAddress").strip() or request.host_url
+    """Where links in mail point: ServerAddress only. Never the request's Host header, which anyone can set:
+    a reset mail for a victim's address would carry its token to the attacker's host."""
+    return options.current().get("ServerAddress").strip()
 
 
 def _signup(function, *args, **kwargs):
@@ -47,7 +48,7 @@ def send_verification():
 @critical
 def send_reset():
     turnstile.check()
-    _signup(signup.send_reset, request.args.get("email", ""), public_base_url())
+    _signup(signup.send_reset_later, request.args.get("email", ""), public_base_url())
     # The same answer whether or not the address has an account: nobody learns who is registered here.
     return ok(message="if the address belongs to an account, a reset link has been sent to it")
 

@@ -85,13 +85,21 @@ def switched_on(name):
     return o
 
 
+LEGACY_LOGIN = ("an account imported from the original One API is linked to this GitHub login, which its owner "
+                "may have renamed and someone else taken: log in to it with its password (or reset the password "
+                "by mail), then bind GitHub again under Settings")
+
+
 def _owner(identity):
-    """The living user who has this identity (or, for GitHub, the login the original stored)."""
+    """The living user who has this identity. A row of the original that holds a GitHub *login* is never
+    matched by it: logins can be renamed and registered again by someone else, who would take the account
+    over. Such a login refuses the sign-in (no duplicate account is made) until the owner binds again."""
     column = getattr(User, identity.provider.column)
     living = select(User).where(User.status != STATUS_DELETED).order_by(User.id)
     user = db.session.scalar(living.where(column == identity.id))
-    if user is None and identity.legacy_id and not identity.legacy_id.isdigit():
-        user = db.session.scalar(living.where(column == identity.legacy_id))
+    if user is None and identity.legacy_id and not identity.legacy_id.isdigit() and current_user.is_anonymous:
+        if db.session.scalar(select(User.id).where(User.status != STATUS_DELETED, column == identity.legacy_id)):
+            raise ApiError(LEGACY_LOGIN)
     return user
 
 
@@ -136,9 +144,6 @@ def sign_in(identity, mode="auto"):
         if not options.current().bool("RegisterEnabled"):
             raise ApiError("the administrator has turned off registration of new users")
         owner = _register(identity)
-    elif getattr(owner, provider.column) != identity.id:  # a login stored by the original: keep the id now
-        setattr(owner, provider.column, identity.id)
-        db.session.commit()
     if owner.status != STATUS_ENABLED:
         raise ApiError("this user is disabled")
     start_session(owner)

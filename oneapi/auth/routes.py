@@ -23,7 +23,7 @@ def authenticate(username, password):
         raise ApiError("password login has been turned off by the administrator")
     user = db.session.scalar(select(User).where(or_(User.username == username, User.email == username))
                              .where(User.username != "").order_by(User.id))
-    if user is None:
+    if user is None or not user.has_password:  # the same bcrypt cost: nobody learns which names exist
         check_password(_DUMMY_HASH, password)
         raise ApiError(BAD_CREDENTIALS)
     if not user.check_password(password) or user.status != STATUS_ENABLED:

@@ -8,8 +8,10 @@ import re
 import secrets
 import smtplib
 import ssl
+import threading
 from urllib.parse import urlencode
 
+from flask import current_app
 from sqlalchemy import select
 
 from oneapi.extensions import db
@@ -63,10 +65,17 @@ def _send(email, subject, text, markup):
 
 
 def send_verification(email):
-    """Mail a 6-character code proving the address (registration and binding)."""
+    """Mail a 6-character code proving the address (registration and binding). An address that already has
+    an account gets a mail saying so instead, and the caller the same answer: only the mailbox's owner
+    learns that it is registered."""
     email = check_email(email)
     if email_taken(email):
-        raise SignupError("this email address is already used by an account")
+        site = _site()
+        _send(email, f"{site}: this address already has an account",
+              f"Someone asked for a code to use this address on {site}, but an account already uses it.\n"
+              "If it is yours, log in, or reset its password from the login page. If not, ignore this mail.\n",
+              None)
+        return
     code = verification.issue(verification.VERIFY, email)
     minutes = verification.LIFETIME // 60
     site = _site()
@@ -80,11 +89,38 @@ def send_verification(email):
         raise
 
 
-def send_reset(email, base_url):
-    """Mail a reset link when the address belongs to an enabled user. Says nothing about whether it does."""
+def send_reset_later(email, base_url):
+    """Check what can be checked without looking anyone up, then look up and mail in the background: the
+    answer, and its time, are the same whether the address has an account, and whether its mail can be sent."""
     email = verification.normalise(email)
     if not email or len(email) > EMAIL_MAX or not _EMAIL.match(email):
         raise SignupError("that is not a valid email address")
+    if not base_url:
+        raise SignupError("password reset by mail is not set up on this site (the administrator must set "
+                          "ServerAddress, the site's public address, for the links)")
+    if not mail.configured():
+        raise SignupError("this site cannot send mail; ask an administrator to reset your password")
+    app = current_app._get_current_object()
+
+    def work():
+        with app.app_context():
+            try:
+                send_reset(email, base_url)
+            except SignupError as error:
+                log.warning("a password-reset mail was not sent: %s", error)
+            except Exception:
+                log.exception("a password-reset mail failed")
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=work, daemon=True, name="oneapi-reset-mail")
+    thread.start()
+    return thread
+
+
+def send_reset(email, base_url):
+    """Mail a reset link when the address belongs to an enabled user; nothing otherwise."""
+    email = verification.normalise(email)
     user = db.session.scalar(select(User).where(User.email == email, User.status == STATUS_ENABLED))
     if user is None:
         return
@@ -141,10 +177,10 @@ def register(username, password, *, email="", code="", aff_code=""):
         if not email or not code:
             raise SignupError("an email address and its verification code are required")
         email = check_email(email)
-        if email_taken(email):
-            raise SignupError("this email address is already used by an account")
         if not verification.take(verification.VERIFY, email, code):
             raise SignupError("the verification code is wrong or has expired")
+        if email_taken(email):
+            raise SignupError("this email address is already used by an account")
     else:
         email = ""  # an address nobody proved is not stored (as in the original)
     inviter_id = 0
@@ -174,10 +210,10 @@ def reward_invitation(user, inviter_id):
 
 def bind_email(user, email, code):
     email = check_email(email)
-    if email_taken(email, except_id=user.id):
-        raise SignupError("this email address is already used by another account")
     if not verification.take(verification.VERIFY, email, code):
         raise SignupError("the verification code is wrong or has expired")
+    if email_taken(email, except_id=user.id):
+        raise SignupError("this email address is already used by another account")
     user.email = email
     cache.publish(accounts.user_topic(user.id))
     db.session.commit()

@@ -1,5 +1,5 @@
 """Codes mailed to an address (spec §3.6): "v" proves the address (registration, binding), "r" resets a
-password. Ten minutes, single use, and at most MAX_ATTEMPTS wrong guesses before the code is void.
+password. Ten minutes, single use; a verification code allows MAX_ATTEMPTS guesses.
 
 The original kept codes in one process's map (lost on restart, unknown to other nodes); they live in the
 `verification_codes` table here, as SHA-256 digests. A new code for the same purpose and address replaces
@@ -47,20 +47,32 @@ def withdraw(purpose, email):
 
 
 def take(purpose, email, code):
-    """True once for the right, unexpired code; the code is used up. A wrong guess counts an attempt."""
+    """True once for the right, unexpired code; the code is used up.
+
+    A 6-character code allows MAX_ATTEMPTS guesses, each counted (a conditional UPDATE) before it is
+    compared, so guesses racing on several workers cannot try more. A 128-bit reset token has no such limit:
+    guessing it is hopeless, and a limit would let a stranger void someone else's link."""
     email, code = normalise(email), (code or "").strip().lower()
     if not email or not code or len(code) > 64:
         return False
-    row = db.session.execute(select(VerificationCode.id, VerificationCode.code_hash).where(
-        VerificationCode.purpose == purpose, VerificationCode.email == email,
-        VerificationCode.expires_at >= int(time.time()), VerificationCode.attempts < MAX_ATTEMPTS)).first()
+    limited = purpose == VERIFY
+    clauses = [VerificationCode.purpose == purpose, VerificationCode.email == email,
+               VerificationCode.expires_at >= int(time.time())]
+    if limited:
+        clauses.append(VerificationCode.attempts < MAX_ATTEMPTS)
+    row = db.session.execute(select(VerificationCode.id, VerificationCode.code_hash).where(*clauses)).first()
     if row is None:
         db.session.rollback()
         return False
-    if not hmac.compare_digest(row.code_hash, hash_secret(code)):
-        db.session.execute(update(VerificationCode).where(VerificationCode.id == row.id)
-                           .values(attempts=VerificationCode.attempts + 1))
+    if limited:
+        counted = db.session.execute(update(VerificationCode).where(
+            VerificationCode.id == row.id, VerificationCode.attempts < MAX_ATTEMPTS)
+            .values(attempts=VerificationCode.attempts + 1)).rowcount
         db.session.commit()
+        if counted != 1:
+            return False
+    if not hmac.compare_digest(row.code_hash, hash_secret(code)):
+        db.session.rollback()
         return False
     taken = db.session.execute(delete(VerificationCode).where(VerificationCode.id == row.id)).rowcount == 1
     db.session.commit()

@@ -121,7 +121,9 @@ def update_user():
             raise ApiError("root cannot be demoted")
         if role not in (ROLE_COMMON, ROLE_ADMIN):
             raise ApiError("role must be 1 (common) or 10 (admin)")
-        user.role = role
+        if role != user.role:
+            user.role = role
+            user.end_sessions()  # a role change ends the sessions, and changing it back revives none
     status = field(body, "status", int)
     if status is not None and status != user.status:
         if status not in (STATUS_ENABLED, STATUS_DISABLED):
@@ -169,10 +171,12 @@ def manage_user():
         if user.role >= ROLE_ADMIN:
             raise ApiError("this user is already an admin")
         user.role = ROLE_ADMIN
+        user.end_sessions()
     elif action == "demote":
         if user.role == ROLE_COMMON:
             raise ApiError("this user is already a common user")
         user.role = ROLE_COMMON
+        user.end_sessions()
     else:
         raise ApiError("action must be disable, enable, delete, promote or demote")
     cache.publish(accounts.user_topic(user.id))

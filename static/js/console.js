@@ -31,7 +31,8 @@
   }
 
   async function api(method, url, payload) {
-    const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    const options = { method, credentials: "same-origin",
+      headers: { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" } };
     if (payload !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(payload);
