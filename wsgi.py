@@ -10,4 +10,4 @@ if not os.environ.get("FLASK_RUN_FROM_CLI"):
 
 from oneapi import create_app  # noqa: E402
 
-app = create_app()
+app = create_app(migrations=False)  # gunicorn's on_starting ran `flask setup` (migrations) before the workers

@@ -125,7 +125,9 @@ def wrk(url, connections, seconds, workdir, auth=True):
               "requests": int(re.search(r"(\d+) requests in", out).group(1)),
               "errors": int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0}
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["non_2xx"] = result["errors"]
     if socket_errors:
+        result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, socket_errors.groups())))
         result["errors"] += sum(int(x) for x in socket_errors.groups())
     for label in ("50%", "99%"):
         match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)\b", out)
@@ -314,6 +316,7 @@ def main():
     parser.add_argument("--streams", help="comma-separated stream counts (default 500,2000; 200 with --quick)")
     parser.add_argument("--report", default=os.path.join(HERE, "report.md"))
     parser.add_argument("--workers", type=int, default=2, help="gateway gunicorn workers")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work folder (gateway.log, bench.db)")
     parser.add_argument("--litellm", metavar="VENV",
                         help="also measure LiteLLM's proxy from this virtualenv (or its bin/litellm)")
     parser.add_argument("--litellm-workers", type=int, default=1, help="litellm --num_workers (default 1)")
@@ -410,7 +413,10 @@ def main():
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_work:
+            print(f"work folder kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def ms(x, key):

@@ -5,12 +5,12 @@ import os
 from flask import Flask
 
 from oneapi import config as config_module
-from oneapi.extensions import db, login_manager, migrate
+from oneapi.extensions import db, login_manager
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def create_app(overrides=None, *, port=None, log_dir=None):
+def create_app(overrides=None, *, port=None, log_dir=None, migrations=True):
     app = Flask(__name__, template_folder=os.path.join(ROOT_DIR, "templates"),
                 static_folder=os.path.join(ROOT_DIR, "static"))
     app.config.update(config_module.load(port=port, log_dir=log_dir))
@@ -30,7 +30,10 @@ def create_app(overrides=None, *, port=None, log_dir=None):
     from oneapi.services import logbook
 
     logbook.attach(app)  # the Log model's bind: the log database (LOG_SQL_DSN), or the main engine
-    migrate.init_app(app, db, directory=os.path.join(ROOT_DIR, "migrations"))
+    if migrations:  # `flask db ...`, setup, app.py; gunicorn's workers serve only (the master migrated)
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=os.path.join(ROOT_DIR, "migrations"))
     login_manager.init_app(app)
 
     from flask_sqlalchemy.session import Session

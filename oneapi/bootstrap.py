@@ -4,10 +4,7 @@ root (spec §3.1) if there are no users yet."""
 import logging
 import time
 
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
 from flask import current_app
-from flask_migrate import upgrade
 from sqlalchemy import Column, func, inspect, literal, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -42,6 +39,8 @@ def wait_for_database(seconds=60, engine=None):
 def prepare():
     """Run inside an app context: migrate, create root, warn about the default password."""
     wait_for_database()
+    from flask_migrate import upgrade  # Alembic: ~10 MB, loaded only where migrations run
+
     upgrade(directory=current_app.extensions["migrate"].directory)
     prepare_log_database()
     create_root_if_needed()
@@ -65,6 +64,9 @@ def prepare_log_database():
     table.create(engine, checkfirst=True)
     inspector = inspect(engine)
     present = {column["name"] for column in inspector.get_columns(table.name)}
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
     with engine.begin() as conn:
         operations = Operations(MigrationContext.configure(conn))
         for column in table.columns:

@@ -1,7 +1,7 @@
-"""Extensions live at module level and are bound to the app in create_app()."""
+"""Extensions live at module level and are bound to the app in create_app(). Flask-Migrate is not here: it
+brings Alembic (~10 MB per process), which only the processes that migrate need (create_app(migrations=...))."""
 
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
@@ -11,5 +11,4 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
 login_manager = LoginManager()

@@ -10,8 +10,6 @@ itself a trusted proxy: everything left of the proxies' own entries was written 
 
 import ipaddress
 
-DEFAULT_TRUSTED = "127.0.0.1/32,::1/128"
-
 
 def parse_networks(value):
     """TRUSTED_PROXIES as a tuple of networks; a bad entry stops the start with a clear message."""

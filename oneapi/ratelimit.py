@@ -1,7 +1,8 @@
 """Rate limits (spec §8.1) with Flask-Limiter, in memory or in Redis (REDIS_CONN_STRING) for several workers
 and nodes, counted per client address (proxies.py decides which one that is).
 
-- Global API: GLOBAL_API_RATE_LIMIT requests per 180 s over /api and /dashboard, one bucket per address.
+- Global API: GLOBAL_API_RATE_LIMIT requests per 180 s over /api, one bucket per address. (/v1 and
+  /dashboard, the API-key routes of the relay blueprint, have no per-address limit.)
 - Global web: GLOBAL_WEB_RATE_LIMIT per 180 s over the pages and static files.
 - Critical: CRITICAL_RATE_LIMIT (20) per CRITICAL_RATE_LIMIT_DURATION (1200 s) over login, registration,
   verification and reset mail, and every /api/oauth route, shared between them.

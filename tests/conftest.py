@@ -16,7 +16,7 @@ from oneapi.bootstrap import prepare_log_database
 from oneapi.config import database_url
 from oneapi.extensions import db
 from oneapi.models import Log
-from oneapi.services import logbook
+from oneapi.services import logbook, quota
 from tests.mock_upstream import MockUpstream
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,6 +130,7 @@ def app(database, upstream, tmp_path):
         db.session.remove()
         for engine in set(db.engines.values()):  # the main engine, and the log database's with LOG_SQL_DSN
             engine.dispose()
+        quota.dispose(application)
 
 
 @pytest.fixture

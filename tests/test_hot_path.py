@@ -4,6 +4,7 @@
 from sqlalchemy import event
 
 from oneapi.extensions import db
+from oneapi.services import quota
 from tests.conftest import add_channel, add_token
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -12,7 +13,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 def record_sql(app):
     statements, commits = [], []
     with app.app_context():
-        engine = db.engine
+        engines = {db.engine, quota.engine()}  # on SQLite the quota statements have an engine of their own
 
     def on_execute(conn, cursor, statement, parameters, context, executemany):
         words = statement.split()
@@ -21,10 +22,16 @@ def record_sql(app):
     def on_commit(conn):
         commits.append(1)
 
-    event.listen(engine, "before_cursor_execute", on_execute)
-    event.listen(engine, "commit", on_commit)
-    return statements, commits, lambda: (event.remove(engine, "before_cursor_execute", on_execute),
-                                         event.remove(engine, "commit", on_commit))
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_execute)
+        event.listen(engine, "commit", on_commit)
+
+    def stop():
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", on_execute)
+            event.remove(engine, "commit", on_commit)
+
+    return statements, commits, stop
 
 
 def test_steady_state_relay_reads_nothing_and_writes_twice(app, root, upstream):
@@ -47,3 +54,38 @@ def test_steady_state_relay_reads_nothing_and_writes_twice(app, root, upstream):
             "UPDATE tokens", "UPDATE users", "INSERT quota_reservations",
             "DELETE quota_reservations", "UPDATE tokens", "UPDATE users", "UPDATE channels", "INSERT logs",
         ], statements
+
+
+def test_on_sqlite_a_locked_database_is_waited_for_cooperatively(app, root, monkeypatch):
+    """Another process holding SQLite's write lock: the quota transaction retries with a (gevent-friendly)
+    sleep instead of freezing the worker in sqlite3's C busy handler, succeeds once the lock is gone, and
+    gives up with the database's error after LOCK_WAIT_SECONDS."""
+    import sqlite3
+    import threading
+
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite only")
+        path = db.engine.url.database
+    sleeps = []
+    real_sleep = quota.time.sleep
+    monkeypatch.setattr(quota.time, "sleep", lambda seconds: (sleeps.append(seconds), real_sleep(seconds)))
+    other = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+    threading.Timer(0.3, other.execute, args=("COMMIT",)).start()
+    with app.app_context():
+        reservation = quota.reserve("req-locked-1", 1, 1, 10, limited_token=False)
+        assert quota.refund(reservation) is True
+    assert len(sleeps) >= 3 and max(sleeps) <= 0.02  # it waited in small cooperative steps
+
+    other.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(quota, "LOCK_WAIT_SECONDS", 0.2)
+    try:
+        with app.app_context(), pytest.raises(OperationalError, match="locked"):
+            quota.reserve("req-locked-2", 1, 1, 10, limited_token=False)
+    finally:
+        other.execute("COMMIT")
+        other.close()

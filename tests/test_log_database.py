@@ -17,7 +17,7 @@ from oneapi.config import database_url
 from oneapi.extensions import db
 from oneapi.models import Log, LogType, Token, User
 from oneapi.models.log import LOG_BIND
-from oneapi.services import logbook
+from oneapi.services import logbook, quota
 from tests.conftest import add_channel, add_token, empty_tables
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -187,7 +187,7 @@ def test_the_settlement_writes_the_main_database_and_then_one_row_to_the_log_dat
     for _ in range(2):
         relay(root, key)
     with app.app_context():
-        engines = {"main": db.engine, "logs": logbook.current().engine}
+        engines = {"main": quota.engine(), "logs": logbook.current().engine}  # quota's: db.engine but on SQLite
     seen = {name: [] for name in engines}
     listeners = []
     for name, engine in engines.items():

@@ -196,7 +196,8 @@ def test_another_user_cannot_see_change_or_delete_my_token(app, root):
 
 def test_unknown_token_id_is_not_found(root):
     for reply in (root.get("/api/token/999999"), root.put("/api/token/", json={"id": 999999, "name": "x"}),
-                  root.delete("/api/token/999999"), root.post("/api/token/999999/key", headers={"X-Requested-With": "XMLHttpRequest"})):
+                  root.delete("/api/token/999999"),
+                  root.post("/api/token/999999/key", headers={"X-Requested-With": "XMLHttpRequest"})):
         assert reply.json["success"] is False and "not found" in reply.json["message"].lower()
 
 

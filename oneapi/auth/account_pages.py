@@ -1,7 +1,7 @@
 """Register, forgot-password and reset pages: plain forms posted with the CSRF field, handled by the same
 service functions as /api (services/signup.py), with the same limits and Turnstile."""
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from oneapi.auth import bp, turnstile
@@ -96,4 +96,6 @@ def _reset(email, token):
     except signup.SignupError as error:
         flash(str(error), "error")
         return render_template("auth/reset.html", email=email, token=token, password=None), 400
-    return render_template("auth/reset.html", email=email, token=token, password=password)
+    page = make_response(render_template("auth/reset.html", email=email, token=token, password=password))
+    page.headers["Cache-Control"] = "no-store"  # the new password is in it
+    return page

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import requests
-from authlib.common.urls import url_decode
-from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from flask import current_app
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
@@ -74,6 +72,8 @@ def enabled(name, o):
 
 def _json_client_auth(client, method, uri, headers, body):
     """Lark's token endpoint takes the usual fields, client credentials included, as a JSON body."""
+    from authlib.common.urls import url_decode
+
     fields = dict(url_decode(body or ""))
     fields.update(client_id=client.client_id, client_secret=client.client_secret or "")
     body = json.dumps(fields)
@@ -107,6 +107,9 @@ class _EgressAdapter(BaseAdapter):
 
 def _session(client_id, client_secret, redirect_uri, *, scope=None, auth_method="client_secret_post",
              guarded=False):
+    # Authlib (and cryptography under it) is ~12 MB per worker: imported at the first third-party login only.
+    from authlib.integrations.requests_client import OAuth2Session
+
     client = OAuth2Session(client_id, client_secret, token_endpoint_auth_method=auth_method, scope=scope,
                            redirect_uri=redirect_uri, default_timeout=TIMEOUT)
     if guarded:
@@ -122,6 +125,8 @@ def _clean(text, secret):
 
 def _call(label, secret, work):
     """Run `work()`, turning every way a provider call can fail into a ProviderError worth showing."""
+    from authlib.integrations.requests_client import OAuthError
+
     try:
         return work()
     except ProviderError:

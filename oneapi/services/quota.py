@@ -9,7 +9,9 @@ second worker can never bill the same request twice.
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, case, select, update
+from flask import current_app
+from sqlalchemy import bindparam, case, create_engine, select, update
+from sqlalchemy.exc import OperationalError
 
 from oneapi.extensions import db
 from oneapi.models import Channel, Log, LogType, QuotaReservation, Token, User
@@ -82,11 +84,56 @@ _LOG_DEFAULTS = {"content": "", "username": "", "token_name": "", "model_name": 
 _ADD_LOG = _logs.insert()
 
 
+# SQLite: a writer that finds the database locked by another process waits in sqlite3's busy handler, which
+# sleeps in C and freezes the whole gevent worker (every stream and request on it) for 1 to 100 ms per try.
+# The quota statements use an engine of their own that never waits in C (busy timeout 0) and instead retry
+# here with a cooperative sleep, so the rest of the worker runs meanwhile. Other databases wait on a socket,
+# which is cooperative already.
+LOCK_WAIT_SECONDS = 5.0
+
+
+def engine():
+    main = db.engine
+    if main.dialect.name != "sqlite":
+        return main
+    extensions = current_app.extensions
+    quota_engine = extensions.get("oneapi_quota_engine")
+    if quota_engine is None or quota_engine.url != main.url:
+        quota_engine = extensions["oneapi_quota_engine"] = create_engine(
+            main.url, connect_args={"timeout": 0}, pool_size=5, max_overflow=20, pool_timeout=10)
+    return quota_engine
+
+
+def dispose(app):
+    quota_engine = app.extensions.pop("oneapi_quota_engine", None)
+    if quota_engine is not None:
+        quota_engine.dispose()
+
+
+def _transaction(work):
+    """Run `work(conn)` in one transaction; on SQLite, retry it while another process holds the lock."""
+    quota_engine = engine()
+    if quota_engine is db.engine:
+        with quota_engine.begin() as conn:
+            return work(conn)
+    deadline, pause = time.monotonic() + LOCK_WAIT_SECONDS, 0.0005
+    while True:
+        try:
+            with quota_engine.begin() as conn:
+                return work(conn)
+        except OperationalError as error:
+            if "locked" not in str(error.orig) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # gevent's sleep under the server: the worker goes on with its other requests
+        pause = min(pause * 2, 0.02)
+
+
 def reserve(request_id, user_id, token_id, amount, limited_token, limited_uses=False):
     """Hold `amount` of the token's and the user's quota, and one of the token's uses when they are limited."""
     amount = max(int(amount), 0)
     now = int(time.time())
-    with db.engine.begin() as conn:  # one short transaction; rolled back whole if any limit is reached
+
+    def work(conn):  # one short transaction; rolled back whole if any limit is reached
         if limited_token and conn.execute(_TAKE_TOKEN, {"row_id": token_id, "n": amount, "now": now}).rowcount != 1:
             raise QuotaExceeded("token")
         if limited_uses and conn.execute(_TAKE_USE, {"row_id": token_id}).rowcount != 1:
@@ -96,6 +143,8 @@ def reserve(request_id, user_id, token_id, amount, limited_token, limited_uses=F
         conn.execute(_HOLD, {"request_id": request_id, "user_id": user_id, "token_id": token_id,
                              "token_quota": amount if limited_token else 0, "user_quota": amount,
                              "token_uses": int(limited_uses), "created_at": now})
+
+    _transaction(work)
     return Reservation(request_id, user_id, token_id, amount, limited_token, limited_uses)
 
 
@@ -115,7 +164,8 @@ def settle(reservation, quota, *, log=None, channel_id=0, count_request=True, gi
                "token_id": reservation.token_id, "channel_id": channel_id, "quota": quota,
                "request_id": reservation.request_id, "created_at": now}
     book = logbook.current() if row is not None else None
-    with db.engine.begin() as conn:
+
+    def work(conn):
         if conn.execute(_RELEASE, {"rid": reservation.request_id}).rowcount != 1:
             return False  # already settled: by another finally, a retry, or the stale-reservation sweep
         conn.execute(_SETTLE_TOKEN[(reservation.limited_token, delta > 0)], {**params, "row_id": reservation.token_id})
@@ -126,6 +176,10 @@ def settle(reservation, quota, *, log=None, channel_id=0, count_request=True, gi
             conn.execute(_GIVE_BACK_USE, {"row_id": reservation.token_id})
         if row is not None and book is None:
             conn.execute(_ADD_LOG, row)
+        return True
+
+    if not _transaction(work):
+        return False
     if book is not None:
         book.write(row)  # never raises: the quota above is settled whatever the log database does
     return True
