@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
+from oneapi import walcheckpoint
 from oneapi.config import database_url
 from oneapi.envelope import ID_MAX, ApiError, fail
 from oneapi.models.log import LOG_BIND
@@ -82,6 +83,8 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if walcheckpoint.active():  # a background thread checkpoints; commits never stop to do it
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
 
@@ -191,6 +194,7 @@ def register_hooks(app):
             request.max_content_length = API_MAX_BODY
         broadcast.ensure_listening(app)
         scheduler.ensure_started(app)
+        walcheckpoint.ensure_started(app)
         cache.sync()
         return _frontend_redirect(app) or _locked_response()
 
