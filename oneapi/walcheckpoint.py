@@ -17,7 +17,7 @@ import sqlite3
 
 log = logging.getLogger(__name__)
 INTERVAL = 0.1
-_state = {"pid": None}
+_state = {"pid": None, "generation": 0}
 
 
 def active():
@@ -37,12 +37,19 @@ def ensure_started(app):
     start_thread = monkey.get_original("_thread", "start_new_thread")
     sleep = monkey.get_original("time", "sleep")
     _state["pid"] = os.getpid()
-    start_thread(_loop, (path, sleep))
+    _state["generation"] += 1
+    start_thread(_loop, (path, sleep, _state["generation"]))
 
 
-def _loop(path, sleep):
+def stop():
+    """End this process's checkpointer (tests); its connections made from now on checkpoint by themselves."""
+    _state["pid"] = None
+    _state["generation"] += 1
+
+
+def _loop(path, sleep, generation):
     connection = None
-    while True:
+    while _state["generation"] == generation:
         sleep(INTERVAL)
         try:
             if connection is None:

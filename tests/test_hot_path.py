@@ -89,3 +89,33 @@ def test_on_sqlite_a_locked_database_is_waited_for_cooperatively(app, root, monk
     finally:
         other.execute("COMMIT")
         other.close()
+
+
+def test_sqlite_wal_is_checkpointed_in_the_background(tmp_path, monkeypatch):
+    """The serving process's commits leave the WAL alone; a background thread copies it into the database."""
+    import os
+    import sqlite3
+    import time
+    from types import SimpleNamespace
+
+    from oneapi import walcheckpoint
+
+    path = str(tmp_path / "wal.db")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x TEXT)")
+    writer.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 400)
+    before = os.path.getsize(path)
+    monkeypatch.setattr(walcheckpoint, "INTERVAL", 0.05)
+    walcheckpoint.ensure_started(SimpleNamespace(testing=False, config={"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"}))
+    try:
+        assert walcheckpoint.active()
+        deadline = time.monotonic() + 5
+        while os.path.getsize(path) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.getsize(path) > before + 100_000  # the rows moved from the WAL into the database file
+    finally:
+        walcheckpoint.stop()
+        writer.close()
+    assert not walcheckpoint.active()
