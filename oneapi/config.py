@@ -91,6 +91,8 @@ def load(env=None, port=None, log_dir=None):
         "LOG_SQL_DSN": env.get("LOG_SQL_DSN", ""),
         "SQLITE_PATH": sqlite_path,
         "SQLITE_BUSY_TIMEOUT": _int(env.get("SQLITE_BUSY_TIMEOUT"), 3000),
+        # Ours: WAL checkpoints from a background thread instead of inside commits (oneapi/walcheckpoint.py).
+        "SQLITE_BACKGROUND_CHECKPOINT": _bool(env.get("SQLITE_BACKGROUND_CHECKPOINT"), True),
         "SQL_MAX_IDLE_CONNS": _int(env.get("SQL_MAX_IDLE_CONNS"), 100),
         "SQL_MAX_OPEN_CONNS": _int(env.get("SQL_MAX_OPEN_CONNS"), 1000),
         "SQL_MAX_LIFETIME": _int(env.get("SQL_MAX_LIFETIME"), 60),

@@ -26,7 +26,7 @@ def active():
 
 
 def ensure_started(app):
-    if _state["pid"] == os.getpid() or app.testing:
+    if _state["pid"] == os.getpid() or app.testing or not app.config.get("SQLITE_BACKGROUND_CHECKPOINT", True):
         return
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""

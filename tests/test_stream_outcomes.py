@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from oneapi.bootstrap import STALE_RESERVATION_SECONDS
 from oneapi.extensions import db
 from oneapi.models.token import QuotaReservation
-from oneapi.relay import streaming
+from oneapi.relay import billing
 from oneapi.services import health, quota
 from tests.conftest import add_channel, add_token
 from tests.mock_upstream import Reply
@@ -185,11 +185,11 @@ def refused_settle(times):
 def test_a_refused_settlement_still_ends_the_stream_and_is_retried(app, root, upstream, two_channels, monkeypatch,
                                                                    caplog):
     a, b, key = two_channels
-    monkeypatch.setattr(streaming, "SETTLE_RETRY_PAUSES", (0.05, 0.05))
+    monkeypatch.setattr(billing, "SETTLE_RETRY_PAUSES", (0.05, 0.05))
     settle = refused_settle(1)
     monkeypatch.setattr(quota, "settle", settle)
     before = money(app)
-    with caplog.at_level(logging.WARNING, logger="oneapi.relay.streaming"):
+    with caplog.at_level(logging.WARNING, logger="oneapi.relay"):
         status, payloads, request_id = stream(root, key)
         assert status == 200 and payloads[-1] == "[DONE]"  # well-formed to the end
         assert text_of(payloads) == "Hello from the mock upstream."
@@ -207,9 +207,26 @@ def test_a_refused_settlement_still_ends_the_stream_and_is_retried(app, root, up
     assert breaker(app, a) is None  # the stream itself finished: a success for the channel
 
 
+def test_a_refused_settlement_of_a_plain_answer_still_answers_and_is_retried(app, root, upstream, two_channels,
+                                                                              monkeypatch):
+    """Not streamed: the upstream answered, so the client gets the answer (not a 500) and the settlement is
+    retried in the background, billing once."""
+    a, b, key = two_channels
+    monkeypatch.setattr(billing, "SETTLE_RETRY_PAUSES", (0.05, 0.05))
+    settle = refused_settle(1)
+    monkeypatch.setattr(quota, "settle", settle)
+    reply = root.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
+    assert reply.status_code == 200 and reply.json["choices"][0]["message"]["content"]
+    wait_until(lambda: money(app)["reservations"] == 0)
+    assert len(settle.calls) == 2 and settle.calls[0] == settle.calls[1]
+    assert [row[0] for row in money(app)["consumes"]] == [a]  # billed once
+    assert_ledger(app)
+
+
 def test_the_openai_sdk_reads_the_whole_stream_when_settlement_fails(app, root, upstream, two_channels, monkeypatch):
     a, b, key = two_channels
-    monkeypatch.setattr(streaming, "SETTLE_RETRY_PAUSES", (0.05,))
+    monkeypatch.setattr(billing, "SETTLE_RETRY_PAUSES", (0.05,))
     monkeypatch.setattr(quota, "settle", refused_settle(1))
     sdk = openai.OpenAI(api_key=key, base_url="http://gateway.test/v1", max_retries=0,
                         http_client=httpx.Client(transport=httpx.WSGITransport(app=app)))
@@ -224,11 +241,11 @@ def test_the_openai_sdk_reads_the_whole_stream_when_settlement_fails(app, root, 
 def test_a_settlement_that_keeps_failing_leaves_the_reservation_to_the_stale_refund(
         app, root, upstream, two_channels, monkeypatch, caplog):
     a, b, key = two_channels
-    monkeypatch.setattr(streaming, "SETTLE_RETRY_PAUSES", (0.05, 0.05))
+    monkeypatch.setattr(billing, "SETTLE_RETRY_PAUSES", (0.05, 0.05))
     settle = refused_settle(10**6)
     monkeypatch.setattr(quota, "settle", settle)
     before = money(app)
-    with caplog.at_level(logging.WARNING, logger="oneapi.relay.streaming"):
+    with caplog.at_level(logging.WARNING, logger="oneapi.relay"):
         status, payloads, request_id = stream(root, key)
         assert status == 200 and payloads[-1] == "[DONE]"
         assert text_of(payloads) == "Hello from the mock upstream."

@@ -1,12 +1,16 @@
 """One relay request's bill: plain values captured before the call, closed exactly once after it."""
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from oneapi.services import quota, ratios
 
 log = logging.getLogger(__name__)
+SETTLE_RETRY_PAUSES = (1, 5, 30)  # seconds before each new attempt at a settlement the database refused
 
 
 @dataclass
@@ -55,6 +59,41 @@ class Bill:
         """The channel and upstream model of the attempt that is answering."""
         self.channel_id, self.channel_type, self.model = channel.id, channel.type, model
         self.system_prompt_reset = system_prompt_reset
+
+    def try_close(self, usage, outcome, amount=None):
+        """close(), never raising into the response: False when the database refused. The settlement is one
+        transaction, rolled back whole, so the reservation row is still there and closing again is safe (a row
+        already gone, should the refused attempt have committed after all, means done)."""
+        request_id = self.reservation.request_id
+        try:
+            self.close(usage, outcome, amount)
+        except SQLAlchemyError as error:
+            self.closed = False  # close() marks itself closed first; the reservation row is the guard
+            log.warning("request %s: settling failed: %s (%s)", request_id, type(error).__name__,
+                        getattr(error, "orig", None) or error)
+            return False
+        except Exception:
+            log.exception("request %s: settling failed; its reservation is left to the stale-reservation refund",
+                          request_id)
+        return True
+
+    def close_later(self, app, usage, outcome, amount=None):
+        """After a refused settlement: retry in the background (1, 5, 30 s). If every attempt fails, the
+        reservation stays held until the stale-reservation sweep refunds it (services/scheduler.py)."""
+
+        def retry():
+            for pause in SETTLE_RETRY_PAUSES:
+                time.sleep(pause)
+                with app.app_context():
+                    if self.try_close(usage, outcome, amount):
+                        return
+            log.error("request %s: still unsettled after %d retries; its reservation (%d quota) stays held until the "
+                      "stale-reservation refund", self.reservation.request_id, len(SETTLE_RETRY_PAUSES),
+                      self.reservation.amount)
+
+        thread = threading.Thread(target=retry, daemon=True, name="oneapi-settle-retry")
+        thread.start()
+        return thread
 
     def close(self, usage, outcome, amount=None):
         """Charge `usage` by the token formula, or `amount` when the route has its own price, and log it, once.

@@ -55,22 +55,33 @@ def stream_response(response, prepared, bill):
 
 
 def plain_response(response, data, bill, mode, incoming, fixed):
-    """A whole answer, already read (and checked) by the pipeline: bill it and pass it on."""
+    """A whole answer, already read (and checked) by the pipeline: bill it and pass it on. The answer is the
+    client's whatever the database does: a refused settlement is retried in the background."""
+    _settle_plain(response, data, bill, mode, incoming, fixed)
+    return Response(data, status=response.status_code,
+                    content_type=response.headers.get("Content-Type", "application/json"))
+
+
+def _settle_plain(response, data, bill, mode, incoming, fixed):
+    app = current_app._get_current_object()
+
+    def close(usage, outcome, amount=None):
+        if not bill.try_close(usage, outcome, amount):
+            bill.close_later(app, usage, outcome, amount)
+
     if mode.billing == "audio_text":
         response_format = incoming.body.get("response_format")
         seconds = costs.audio_seconds(incoming.files, data, response_format)
         if seconds is None:  # unknown duration: bill the transcript's tokens at the model's ratio
-            bill.close(Usage(costs.transcript_tokens(data, response_format, bill.model), 0, estimated=True), "done")
+            close(Usage(costs.transcript_tokens(data, response_format, bill.model), 0, estimated=True), "done")
         else:
             amount = costs.audio_price(seconds, ratios.model_ratio(bill.model, bill.channel_type), bill.group_ratio)
             bill.unit = f"second of audio ({seconds:.1f} s)"
-            bill.close(Usage(math.ceil(seconds * costs.AUDIO_TOKENS_PER_SECOND), 0), "done", amount)
+            close(Usage(math.ceil(seconds * costs.AUDIO_TOKENS_PER_SECOND), 0), "done", amount)
     elif fixed is not None:
-        bill.close(Usage(0, 0), "done", fixed)
+        close(Usage(0, 0), "done", fixed)
     else:
-        bill.close(_usage_of(data, bill), "done")
-    return Response(data, status=response.status_code,
-                    content_type=response.headers.get("Content-Type", "application/json"))
+        close(_usage_of(data, bill), "done")
 
 
 def _usage_of(data, bill):

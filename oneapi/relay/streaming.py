@@ -14,7 +14,6 @@ import threading
 import time
 
 import urllib3
-from sqlalchemy.exc import SQLAlchemyError
 
 from oneapi.relay.billing import Usage
 from oneapi.relay.errors import error_body
@@ -25,7 +24,6 @@ _TEXT_FLUSH = 65536  # count delivered text in pieces, so a long answer never si
 _PARSE_LIMIT = 1 << 20  # larger events (inline images) are forwarded without being parsed
 _KEEP_LIMIT = 32 * 1024  # content chunks kept unparsed per stream, in case the upstream sends no usage
 _DECIDE = (b'"usage":{', b'"usage": {', b'"choices":[]', b'"choices": []')  # may be counted or dropped: parse
-SETTLE_RETRY_PAUSES = (1, 5, 30)  # seconds before each new attempt at a settlement the database refused
 
 
 class StreamMeter:
@@ -211,38 +209,17 @@ class RelayStream:
         self._reader.stop()
         with self._app.app_context():
             health.stream_ended(self._bill.channel_id, outcome, failure)
-            if not self._bill.closed and not self._try_settle(outcome):
-                threading.Thread(target=self._retry_settle, args=(outcome,), daemon=True).start()
-
-    def _try_settle(self, outcome):
-        """Close the bill, never raising into the client's stream. False when the database refused: the
-        settlement's one transaction was rolled back, so the reservation row is still there, and settling
-        again is safe (a row already gone, should the refused attempt have committed after all, means done)."""
-        request_id = self._bill.reservation.request_id
-        try:
-            if self._usage is None:
-                self._usage = self._meter.final_usage(self._bill.local_prompt_tokens)
-            self._bill.close(self._usage, outcome)
-        except SQLAlchemyError as error:
-            self._bill.closed = False  # Bill.close marks itself closed first; the reservation row is the guard
-            log.warning("request %s: settling the stream failed: %s (%s)", request_id, type(error).__name__,
-                        getattr(error, "orig", None) or error)
-            return False
-        except Exception:
-            log.exception("request %s: settling the stream failed; its reservation is left to the stale-reservation "
-                          "refund", request_id)
-        return True
-
-    def _retry_settle(self, outcome):
-        for pause in SETTLE_RETRY_PAUSES:
-            time.sleep(pause)
-            with self._app.app_context():
-                if self._try_settle(outcome):
-                    return
-        reservation = self._bill.reservation
-        log.error("request %s: the stream is still unsettled after %d retries; its reservation (%d quota) stays held "
-                  "until a later start refunds it (the stale-reservation refund)", reservation.request_id,
-                  len(SETTLE_RETRY_PAUSES), reservation.amount)
+            if self._bill.closed:
+                return
+            try:
+                usage = self._usage if self._usage is not None else self._meter.final_usage(
+                    self._bill.local_prompt_tokens)
+            except Exception:
+                log.exception("request %s: counting the stream's usage failed; its reservation is left to the "
+                              "stale-reservation refund", self._bill.reservation.request_id)
+                return
+            if not self._bill.try_close(usage, outcome):
+                self._bill.close_later(self._app, usage, outcome)
 
     def close(self):
         try:
