@@ -64,6 +64,15 @@ def _send(email, subject, text, markup):
         raise SignupError("the mail could not be sent; try again later or tell the administrator") from None
 
 
+def _send_code(purpose, email, subject, text, markup):
+    """Mail a code or link just issued; a mail that could not leave takes its code with it."""
+    try:
+        _send(email, subject, text, markup)
+    except SignupError:
+        verification.withdraw(purpose, email)
+        raise
+
+
 def send_verification(email):
     """Mail a 6-character code proving the address (registration and binding). An address that already has
     an account gets a mail saying so instead, and the caller the same answer: only the mailbox's owner
@@ -79,14 +88,10 @@ def send_verification(email):
     code = verification.issue(verification.VERIFY, email)
     minutes = verification.LIFETIME // 60
     site = _site()
-    try:
-        _send(email, f"{site}: your verification code",
-              f"Your verification code is {code}\nIt is valid for {minutes} minutes.\n",
-              f"<p>Your verification code is <strong>{html.escape(code)}</strong>.</p>"
-              f"<p>It is valid for {minutes} minutes.</p>")
-    except SignupError:
-        verification.withdraw(verification.VERIFY, email)
-        raise
+    _send_code(verification.VERIFY, email, f"{site}: your verification code",
+               f"Your verification code is {code}\nIt is valid for {minutes} minutes.\n",
+               f"<p>Your verification code is <strong>{html.escape(code)}</strong>.</p>"
+               f"<p>It is valid for {minutes} minutes.</p>")
 
 
 def send_reset_later(email, base_url):
@@ -128,17 +133,13 @@ def send_reset(email, base_url):
     link = f"{base_url.rstrip('/')}/user/reset?{urlencode({'email': email, 'token': token})}"
     minutes = verification.LIFETIME // 60
     site = _site()
-    try:
-        _send(email, f"{site}: reset your password",
-              f"Someone asked to reset the password of {user.username} on {site}.\n"
-              f"Open this link within {minutes} minutes to get a new password:\n{link}\n"
-              "If it was not you, ignore this mail.\n",
-              f"<p>Someone asked to reset the password of <strong>{html.escape(user.username)}</strong> on "
-              f"{html.escape(site)}.</p><p><a href=\"{html.escape(link)}\">Reset the password</a> (valid for "
-              f"{minutes} minutes).</p><p>If it was not you, ignore this mail.</p>")
-    except SignupError:
-        verification.withdraw(verification.RESET, email)
-        raise
+    _send_code(verification.RESET, email, f"{site}: reset your password",
+               f"Someone asked to reset the password of {user.username} on {site}.\n"
+               f"Open this link within {minutes} minutes to get a new password:\n{link}\n"
+               "If it was not you, ignore this mail.\n",
+               f"<p>Someone asked to reset the password of <strong>{html.escape(user.username)}</strong> on "
+               f"{html.escape(site)}.</p><p><a href=\"{html.escape(link)}\">Reset the password</a> (valid for "
+               f"{minutes} minutes).</p><p>If it was not you, ignore this mail.</p>")
 
 
 def reset_password(email, token):
