@@ -127,7 +127,8 @@ def wrk(url, connections, seconds, workdir, auth=True):
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     result["non_2xx"] = result["errors"]
     if socket_errors:
-        result["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"), map(int, socket_errors.groups())))
+        kinds = ("connect", "read", "write", "timeout")
+        result["socket_errors"] = dict(zip(kinds, map(int, socket_errors.groups()), strict=True))
         result["errors"] += sum(int(x) for x in socket_errors.groups())
     for label in ("50%", "99%"):
         match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)\b", out)
