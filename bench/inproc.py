@@ -67,7 +67,7 @@ def main():
             for _ in range(300):
                 client.post("/v1/chat/completions", json=body, headers=headers)
             profile.disable()
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(int(os.environ.get("PROFILE_LINES", "30")))
     finally:
         nginx.send_signal(signal.SIGTERM)
         nginx.wait(10)

@@ -66,7 +66,6 @@ def create_app(overrides=None, *, port=None, log_dir=None, migrations=True):
     from oneapi import proxies, ratelimit
 
     ratelimit.init_app(app)
-    ratelimit.limiter.exempt(relay_bp)  # /v1 has no per-address limit (spec §8.1); tokens may have their own
     app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, proxies.parse_networks(app.config["TRUSTED_PROXIES"]))
 
     from oneapi import cli

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _API = ("/api/", "/dashboard/")
 _NOT_WEB = ("/api/", "/dashboard/", "/v1/", "/healthz")
+_KEY_ROUTES = ("/v1/", "/dashboard/")
 
 
 def client_address():
@@ -76,6 +77,13 @@ limiter = Limiter(
     retry_after="delta-seconds",
     key_prefix="oneapi-rl",
 )
+
+@limiter.request_filter
+def _api_key_routes():
+    """/v1 and /dashboard have no per-address limit: skip Flask-Limiter's bookkeeping for them altogether
+    (~0.15 ms of a relay request's ~1.5 ms, even with the relay blueprint exempt). Token limits are separate."""
+    return request.path.startswith(_KEY_ROUTES)
+
 
 # The original's CriticalRateLimit: one bucket per address across every route it decorates.
 critical = limiter.shared_limit(_critical_limit, scope="CT",

@@ -200,3 +200,14 @@ def test_oauth_routes_share_the_critical_bucket(limited):
     assert attempt_login(client).status_code == 200
     for path in ("/api/oauth/state", "/api/oauth/github?code=x&state=y", "/api/oauth/wechat?code=x"):
         assert client.get(path).status_code == 429
+
+
+def test_api_key_routes_have_no_address_limit(limited, upstream):
+    add_channel(limited.admin, upstream.url)
+    key = add_token(limited.admin)["key"]
+    limited.config.update(GLOBAL_API_RATE_LIMIT=1, GLOBAL_WEB_RATE_LIMIT=1)
+    client = from_address(limited, "198.51.100.90")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert [client.post("/v1/chat/completions", json=CHAT, headers=headers).status_code for _ in range(3)] == [200] * 3
+    assert [client.get("/dashboard/billing/subscription", headers=headers).status_code for _ in range(3)] == [200] * 3
+    assert [client.get("/api/status").status_code for _ in range(2)] == [200, 429]
