@@ -172,7 +172,10 @@ def assert_paced(lines, words):
     assert "".join(text for _, text in pieces) == words
     gaps = [round(b - a, 3) for (a, _), (b, _) in zip(pieces, pieces[1:], strict=False)]
     assert len(gaps) == len(words.split()) - 1
-    assert all(0.1 <= gap <= 0.45 for gap in gaps), gaps  # the upstream's pace, not one burst at the end
+    # The upstream's pace, not one burst at the end. A scheduling stall on a busy machine delays one word and
+    # the next follows sooner ([0.2, 0.34, 0.1, ...]): each pair of gaps still spans about two intervals.
+    assert all(0.05 <= gap <= 0.45 for gap in gaps), gaps
+    assert all(0.3 <= a + b <= 0.7 for a, b in zip(gaps, gaps[1:], strict=False)), gaps
     assert lines[-1][0] - pieces[0][0] >= 0.8, "the first words must arrive well before the end"
     assert events[-1][1] == "[DONE]"
 
