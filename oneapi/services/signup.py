@@ -9,6 +9,7 @@ import secrets
 import smtplib
 import ssl
 import threading
+import time
 from urllib.parse import urlencode
 
 from flask import current_app
@@ -21,6 +22,7 @@ from oneapi.services import accounts, cache, ledger, mail, options, users, verif
 
 log = logging.getLogger(__name__)
 EMAIL_MAX = 50
+_threads, _lock = [], threading.Lock()
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@" + _LABEL + r"(?:\." + _LABEL + r")+$")
 
@@ -119,8 +121,20 @@ def send_reset_later(email, base_url):
                 db.session.remove()
 
     thread = threading.Thread(target=work, daemon=True, name="oneapi-reset-mail")
+    with _lock:
+        _threads[:] = [t for t in _threads if t.is_alive()]
+        _threads.append(thread)
     thread.start()
     return thread
+
+
+def wait(timeout=10.0):
+    """Wait for the reset mails in flight (tests, before the next one empties the tables)."""
+    deadline = time.monotonic() + timeout
+    with _lock:
+        threads = list(_threads)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def send_reset(email, base_url):
