@@ -12,17 +12,13 @@ import ipaddress
 
 
 def parse_networks(value):
-    """TRUSTED_PROXIES as a tuple of networks; a bad entry stops the start with a clear message."""
-    networks = []
-    for item in (value or "").replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise SystemExit(f"configuration error: TRUSTED_PROXIES entry {item!r} is not an IP address or CIDR") from None
-    return tuple(networks)
+    """TRUSTED_PROXIES as a tuple of networks (the token subnet parser); a bad entry stops the start."""
+    from oneapi.services.accounts import parse_subnets
+
+    try:
+        return parse_subnets(value or "")
+    except ValueError as error:
+        raise SystemExit(f"configuration error: TRUSTED_PROXIES: {error}") from None
 
 
 def _address(text):

@@ -23,7 +23,7 @@ from limits import RateLimitItemPerMinute
 
 log = logging.getLogger(__name__)
 
-_API = ("/api/", "/dashboard/")
+_API = ("/api/",)
 _NOT_WEB = ("/api/", "/dashboard/", "/v1/", "/healthz")
 _KEY_ROUTES = ("/v1/", "/dashboard/")
 

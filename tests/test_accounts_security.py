@@ -342,3 +342,12 @@ def test_the_nearest_proxy_decides_the_scheme(app):
     reply = app.test_client().post("/api/user/login", json={"username": "root", "password": "123456"},
                                    headers={"X-Forwarded-Proto": "https, http"})
     assert "Secure" not in reply.headers["Set-Cookie"]
+
+
+def test_trusted_proxies_are_parsed_like_token_subnets():
+    from oneapi.proxies import parse_networks
+
+    assert [str(n) for n in parse_networks("127.0.0.1, 10.0.0.0/8,::1")] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    assert parse_networks("") == ()
+    with pytest.raises(SystemExit, match="TRUSTED_PROXIES.*nonsense"):
+        parse_networks("10.0.0.0/8,nonsense")

@@ -25,7 +25,7 @@ from oneapi.extensions import db
 from oneapi.models import User
 from oneapi.models.user import ROLE_COMMON, STATUS_DELETED, STATUS_ENABLED
 from oneapi.ratelimit import critical
-from oneapi.services import accounts, cache, options, users
+from oneapi.services import accounts, cache, options, signup, users
 
 STATE_KEY, STATE_TIME_KEY, STATE_SECONDS = "oauth_state", "oauth_state_time", 600
 BAD_STATE = "state is empty or not the same as this session's: start the login again"
@@ -104,9 +104,11 @@ def _owner(identity):
 
 
 def _free_email(email):
-    email = email if "@" in email and len(email) <= users.EMAIL_MAX else ""
-    taken = email and db.session.scalar(select(User.id).where(User.email == email, User.status != STATUS_DELETED))
-    return "" if taken else email
+    """The provider's address, kept only when it looks like one and no other account uses it."""
+    email = signup.verification.normalise(email)
+    if "@" not in email or len(email) > users.EMAIL_MAX or signup.email_taken(email):
+        return ""
+    return email
 
 
 def _register(identity):

@@ -21,7 +21,7 @@ from oneapi.models.user import STATUS_DELETED, STATUS_ENABLED
 from oneapi.services import accounts, cache, ledger, mail, options, users, verification
 
 log = logging.getLogger(__name__)
-EMAIL_MAX = 50
+EMAIL_MAX = users.EMAIL_MAX
 _threads, _lock = [], threading.Lock()
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@" + _LABEL + r"(?:\." + _LABEL + r")+$")
