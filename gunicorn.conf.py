@@ -13,6 +13,9 @@ graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "300"))  # lets runnin
 keepalive = int(os.environ.get("KEEPALIVE", "75"))  # above nginx's upstream keepalive_timeout
 preload_app = False  # the app must be imported after the gevent patch
 accesslog = os.environ.get("ACCESS_LOG", "-") or None  # ACCESS_LOG="" turns it off
+# The path without its query string and no Referer: a password-reset link carries its token in the query
+# (/user/reset?email=…&token=…), and whoever reads the log must not be able to use it.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
 
 

@@ -351,3 +351,22 @@ def test_trusted_proxies_are_parsed_like_token_subnets():
     assert parse_networks("") == ()
     with pytest.raises(SystemExit, match="TRUSTED_PROXIES.*nonsense"):
         parse_networks("10.0.0.0/8,nonsense")
+
+
+def test_the_access_log_keeps_no_reset_token(live_server_factory):
+    """gunicorn's default access line holds the query string: a reset link's token would be readable (and
+    usable for 10 minutes) by anyone who reads the log."""
+    import requests
+
+    server = live_server_factory("gunicorn", ACCESS_LOG="-")
+    requests.get(server.url + "/user/reset?email=a%40example.test&token=SECRET-TOKEN-123",
+                 headers={"Referer": server.url + "/user/reset?token=SECRET-TOKEN-123"}, allow_redirects=False)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with open(server.log.name) as f:
+            text = f.read()
+        if '"GET /user/reset HTTP/1.1"' in text:
+            break
+        time.sleep(0.1)
+    assert '"GET /user/reset HTTP/1.1"' in text
+    assert "SECRET-TOKEN-123" not in text and "example.test" not in text
