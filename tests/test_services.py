@@ -402,3 +402,15 @@ def test_load_reads_the_environment(tmp_path):
     assert config.load({}, port=4000)["PORT"] == 4000
     with pytest.raises(SystemExit):
         config.load({"PORT": "eighty"})
+
+
+def test_background_work_is_waited_for():
+    import threading
+    import time
+
+    from oneapi import background
+
+    done = threading.Event()
+    background.start(lambda: (time.sleep(0.2), done.set()), name="test-background")
+    background.wait(5)
+    assert done.is_set()

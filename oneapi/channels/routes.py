@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from flask import current_app, jsonify, request
 from sqlalchemy import delete, or_, select
 
+from oneapi import background
 from oneapi.auth.guards import caller, require_role
 from oneapi.channels import bp
 from oneapi.envelope import ApiError, field, found, json_object, keyword_id, ok, page, starts_with
@@ -223,7 +224,7 @@ def test_all_channels():
         raise ApiError("scope must be all or disabled", 400)
     if not _test_all_lock.acquire(blocking=False):
         raise ApiError("a test of all channels is already running")
-    threading.Thread(target=_test_all, args=(current_app._get_current_object(), scope), daemon=True).start()
+    background.start(_test_all, current_app._get_current_object(), scope, name="oneapi-test-all")
     return ok()
 
 

@@ -1,12 +1,12 @@
 """One relay request's bill: plain values captured before the call, closed exactly once after it."""
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from oneapi import background
 from oneapi.services import quota, ratios
 
 log = logging.getLogger(__name__)
@@ -91,9 +91,7 @@ class Bill:
                       "stale-reservation refund", self.reservation.request_id, len(SETTLE_RETRY_PAUSES),
                       self.reservation.amount)
 
-        thread = threading.Thread(target=retry, daemon=True, name="oneapi-settle-retry")
-        thread.start()
-        return thread
+        return background.start(retry, name="oneapi-settle-retry")
 
     def close(self, usage, outcome, amount=None):
         """Charge `usage` by the token formula, or `amount` when the route has its own price, and log it, once.

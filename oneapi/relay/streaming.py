@@ -15,6 +15,7 @@ import time
 
 import urllib3
 
+from oneapi import background
 from oneapi.relay.billing import Usage
 from oneapi.relay.errors import error_body
 from oneapi.services import health, tokenizer
@@ -182,7 +183,7 @@ class RelayStream:
         self._ending = True
         seconds, size = self._drain
         if outcome == "client_gone" and seconds > 0 and size > 0:
-            threading.Thread(target=self._drain_then_settle, args=(seconds, size), daemon=True).start()
+            background.start(self._drain_then_settle, seconds, size, name="oneapi-stream-drain")
         else:
             self._settle(outcome, failure)
 

@@ -8,13 +8,12 @@ import re
 import secrets
 import smtplib
 import ssl
-import threading
-import time
 from urllib.parse import urlencode
 
 from flask import current_app
 from sqlalchemy import select
 
+from oneapi import background
 from oneapi.extensions import db
 from oneapi.models import LogType, User
 from oneapi.models.user import STATUS_DELETED, STATUS_ENABLED
@@ -22,7 +21,6 @@ from oneapi.services import accounts, cache, ledger, mail, options, users, verif
 
 log = logging.getLogger(__name__)
 EMAIL_MAX = users.EMAIL_MAX
-_threads, _lock = [], threading.Lock()
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@" + _LABEL + r"(?:\." + _LABEL + r")+$")
 
@@ -120,21 +118,7 @@ def send_reset_later(email, base_url):
             finally:
                 db.session.remove()
 
-    thread = threading.Thread(target=work, daemon=True, name="oneapi-reset-mail")
-    with _lock:
-        _threads[:] = [t for t in _threads if t.is_alive()]
-        _threads.append(thread)
-    thread.start()
-    return thread
-
-
-def wait(timeout=10.0):
-    """Wait for the reset mails in flight (tests, before the next one empties the tables)."""
-    deadline = time.monotonic() + timeout
-    with _lock:
-        threads = list(_threads)
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    return background.start(work, name="oneapi-reset-mail")
 
 
 def send_reset(email, base_url):
