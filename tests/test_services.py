@@ -414,3 +414,17 @@ def test_background_work_is_waited_for():
     background.start(lambda: (time.sleep(0.2), done.set()), name="test-background")
     background.wait(5)
     assert done.is_set()
+
+
+def test_cache_broadcast_channel_is_per_database():
+    from types import SimpleNamespace
+
+    from oneapi.services import broadcast
+
+    def app(url):
+        return SimpleNamespace(extensions={}, config={"SQLALCHEMY_DATABASE_URI": url})
+
+    one = broadcast.channel(app("postgresql+psycopg://u:secret@db/one"))
+    assert one == broadcast.channel(app("postgresql+psycopg://u:secret@db/one"))  # the nodes of one database
+    assert one != broadcast.channel(app("postgresql+psycopg://u:secret@db/two"))  # another gateway on the Redis
+    assert "secret" not in one and one.startswith("oneapi:cache:")

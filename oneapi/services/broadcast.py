@@ -3,6 +3,7 @@
 milliseconds instead of within CACHE_SYNC_INTERVAL. Without Redis, or when Redis is briefly away, the
 poll still applies every change; nothing here can lose one."""
 
+import hashlib
 import json
 import logging
 import os
@@ -11,9 +12,21 @@ import time
 
 from flask import current_app, has_app_context
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 CHANNEL = "oneapi:cache"
+
+
+def channel(app):
+    """The pub/sub channel of the nodes sharing this database: one Redis can serve several gateways (or test
+    runs) on different databases without one's changes dropping the others' caches. Nodes must name the
+    database alike (the same SQL_DSN); if they do not, they still converge through the cache_events poll."""
+    name = app.extensions.get("oneapi_cache_channel")
+    if name is None:
+        url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).render_as_string(hide_password=True)
+        name = app.extensions["oneapi_cache_channel"] = f"{CHANNEL}:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+    return name
 _listening = {"pid": None, "app": None}
 _hooks = {"registered": False}
 
@@ -46,7 +59,7 @@ def _announce(session):
     connection = current_app.extensions.get("oneapi_redis") if topics and has_app_context() else None
     if connection is not None:
         try:
-            connection.publish(CHANNEL, json.dumps(sorted(topics)))
+            connection.publish(channel(current_app), json.dumps(sorted(topics)))
         except Exception as error:  # the poll will carry the change
             log.warning("could not announce cache changes over Redis: %s", error)
 
@@ -77,7 +90,7 @@ def _listen():
     while True:
         try:
             pubsub = client(_listening["app"]).pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(CHANNEL)
+            pubsub.subscribe(channel(_listening["app"]))
             for message in pubsub.listen():
                 topics = json.loads(message["data"])
                 with _listening["app"].app_context():
