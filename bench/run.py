@@ -146,14 +146,19 @@ def measure_cpu(pids_source, fn):
 
 
 def measure_streams(url, pid, n, model):
-    sampler = RssSampler(pids_of(pid))
+    """The stream step, with the target's peak RSS and CPU: CPU per stream varies far less between runs on a
+    shared VM than durations do, which swing with every stall of the core."""
+    pids = pids_of(pid)
+    sampler = RssSampler(pids)
     sampler.start()
+    before = cpu_seconds(pids)
     try:
         result = asyncio.run(stream_load.run(url, "sk-" + KEY, n, STREAM_DEADLINE, STREAM_RAMP, model=model))
     finally:
         sampler.running = False
         sampler.join()
     result["peak_rss_mib"] = round(sampler.peak, 1)
+    result["cpu_ms_per_stream"] = round((cpu_seconds(pids) - before) / max(n, 1) * 1000, 2)
     return result
 
 
@@ -477,22 +482,24 @@ def write_report(path, r, args, seconds):
             line += (f" {x['rps']:.0f} | {x['errors']} | {x['cpu_s_per_1000']:.2f} |" if x else " — | — | — |")
         lines.append(line)
     lines += ["", "## Concurrent streams (50 chunks, 100 ms apart)", "",
-              "| streams | | success | TTFB p50 ms | TTFB p99 ms | duration p50 s | duration p99 s | peak RSS MiB |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| streams | | success | TTFB p50 ms | TTFB p99 ms | duration p50 s | duration p99 s | peak RSS MiB "
+              "| CPU ms / stream |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for n, row in st.items():
         for target in ["direct"] + who:
             x = row.get(target)
             if x is None:
-                lines.append(f"| {n} | {name[target]} | — | — | — | — | — | — |")
+                lines.append(f"| {n} | {name[target]} | — | — | — | — | — | — | — |")
                 continue
             lines.append(f"| {n} | {name[target]} | {x['success_rate']:.1%} | {x['ttfb_p50_ms']} | {x['ttfb_p99_ms']} | "
-                         f"{x['duration_p50_s']} | {x['duration_p99_s']} | {x.get('peak_rss_mib', '')} |")
+                         f"{x['duration_p50_s']} | {x['duration_p99_s']} | {x.get('peak_rss_mib', '')} | "
+                         f"{x.get('cpu_ms_per_stream', '')} |")
         d = row["direct"]
         for target in who:
             x = row.get(target)
             if x and d["ttfb_p50_ms"] is not None and x["ttfb_p50_ms"] is not None:
                 lines.append(f"| {n} | **added, {name[target]}** | | **{x['ttfb_p50_ms'] - d['ttfb_p50_ms']:.1f}** | | "
-                             f"**{(x['duration_p50_s'] / d['duration_p50_s'] - 1):.1%}** | | |")
+                             f"**{(x['duration_p50_s'] / d['duration_p50_s'] - 1):.1%}** | | | |")
         for target in who:
             x = row.get(target)
             if x and x["errors"]:

@@ -361,6 +361,7 @@ def paced_until_refused(reports, conn, body, events=100, usage_after=None):
             time.sleep(PACE)
             conn.sendall(chunk_of(chat_event(f"word{sent} ")))
             if sent + 1 == usage_after:
+                time.sleep(PACE)  # its own read: sent with the last event, it would end the stream before a write fails
                 usage = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0,
                          "model": SCRIPTED_MODEL, "choices": [],
                          "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}

@@ -50,6 +50,7 @@ def stream_response(response, prepared, bill):
                        bill, max_line=int(config["STREAM_MAX_LINE_MB"] * _MB),
                        keepalive=config["STREAM_KEEPALIVE_SECONDS"],
                        deadline=bill.started + total if total > 0 else None,
+                       idle_timeout=config["RELAY_IDLE_TIMEOUT"],
                        drain_seconds=config["STREAM_DRAIN_SECONDS"], drain_bytes=int(config["STREAM_DRAIN_MB"] * _MB))
     return Response(body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

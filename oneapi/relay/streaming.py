@@ -1,7 +1,8 @@
 """Server-sent events from the upstream to the client, as they arrive.
 
-Bytes are read with `read1`, which returns whatever has arrived (iter_lines would wait for a full buffer
-on upstreams that do not use chunked encoding). Complete lines are forwarded at once; on the side we
+Bytes are read straight from the upstream's socket (relay/body_reader.py), whatever has arrived, in the
+greenlet that writes to the client: a slow client slows the upstream read instead of filling memory, and
+a wait for bytes ends in time to send a keep-alive comment. Complete lines are forwarded at once; on the side we
 note usage, the text delivered (to count it when the upstream sends no usage), [DONE] and finish
 reasons. The usage-only chunk that we asked for on the client's behalf is removed.
 """
@@ -9,15 +10,13 @@ reasons. The usage-only chunk that we asked for on the client's behalf is remove
 import json
 import logging
 import math
-import queue
-import threading
 import time
-
-import urllib3
 
 from oneapi import background
 from oneapi.relay.billing import Usage
+from oneapi.relay.body_reader import BodyReader
 from oneapi.relay.errors import error_body
+from oneapi.relay.upstream import UpstreamTimeout
 from oneapi.services import health, tokenizer
 
 log = logging.getLogger(__name__)
@@ -162,15 +161,16 @@ class RelayStream:
     logged and retried in the background (docs/billing.md, "Streams").
     """
 
-    def __init__(self, app, response, meter, bill, *, max_line, keepalive, deadline, drain_seconds=0, drain_bytes=0):
+    def __init__(self, app, response, meter, bill, *, max_line, keepalive, deadline, idle_timeout=0, drain_seconds=0,
+                 drain_bytes=0):
         self._app = app
         self._meter = meter
         self._bill = bill
         self._drain = (drain_seconds, drain_bytes)
         self._ending = False
         self._usage = None
-        self._reader = _Reader(response)
-        self._events = _pump(self._reader, meter, self._end, max_line=max_line, keepalive=keepalive,
+        self._body = BodyReader(response, idle_timeout)
+        self._events = _pump(self._body, meter, self._end, max_line=max_line, keepalive=keepalive,
                              deadline=deadline, request_id=bill.reservation.request_id)
 
     def __iter__(self):
@@ -194,20 +194,18 @@ class RelayStream:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                item = self._reader.get(remaining)
-                if not item or isinstance(item, BaseException):
+                item = self._body.read(remaining)
+                if not item:
                     break
                 read += len(item)
                 self._meter.feed(item)
-        except queue.Empty:
-            pass
         except Exception:
             log.exception("draining an abandoned stream failed")
         finally:
             self._settle("client_gone")
 
     def _settle(self, outcome, failure=None):
-        self._reader.stop()
+        self._body.close()
         with self._app.app_context():
             health.stream_ended(self._bill.channel_id, outcome, failure)
             if self._bill.closed:
@@ -229,53 +227,7 @@ class RelayStream:
             self._end("client_gone")
 
 
-class _Reader:
-    """Reads the upstream in its own greenlet (a thread without gevent) into a small bounded queue, so
-    the client side can wait with a timeout and send keep-alive comments while the upstream is silent.
-    The bound applies back-pressure: a slow client slows the upstream read instead of filling memory."""
-
-    def __init__(self, response, chunk_size=65536, depth=64):
-        self.response = response
-        self.queue = queue.Queue(maxsize=depth)
-        self._stopped = False
-        self._chunk_size = chunk_size
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        try:
-            while not self._stopped:
-                chunk = self.response.raw.read1(self._chunk_size, decode_content=True)
-                self._put(chunk)
-                if not chunk:
-                    return
-        except BaseException as error:  # handed to the client side, which decides what to tell the client
-            if not self._stopped:
-                self._put(error)
-        finally:
-            self.response.close()  # here, not in stop(): a blocked read may not be closed from outside
-
-    def _put(self, item):
-        while not self._stopped:
-            try:
-                self.queue.put(item, timeout=1)
-                return
-            except queue.Full:
-                continue
-
-    def get(self, timeout):
-        return self.queue.get(timeout=timeout)
-
-    def stop(self):
-        """Stop reading: wake a read that is blocked (shutting the socket down), and let the reader close."""
-        if not self._stopped:
-            self._stopped = True
-            try:
-                self.response.raw.shutdown()
-            except (OSError, RuntimeError, AttributeError):
-                pass
-
-
-def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):
+def _pump(body, meter, end, *, max_line, keepalive, deadline, request_id):
     outcome, failure = "client_gone", None  # failure: the upstream's fault (a breaker failure), not ours
     parts, size = [], 0  # the unfinished last line, kept as pieces: no quadratic copying of huge lines
     at_boundary = True  # the client has received whole events only, so a keep-alive may end with a blank line
@@ -285,23 +237,23 @@ def _pump(reader, meter, end, *, max_line, keepalive, deadline, request_id):
             if deadline is not None:
                 wait = max(min(wait or math.inf, deadline - time.monotonic()), 0)
             try:
-                item = reader.get(wait)
-            except queue.Empty:
+                item = body.read(wait)
+            except UpstreamTimeout:
+                outcome, failure = "timeout", health.TIMEOUT
+                yield error_event("the upstream went silent for longer than RELAY_IDLE_TIMEOUT", "upstream_timeout", request_id)
+                return
+            except Exception as error:  # a broken connection or body
+                log.warning("upstream stream failed: %s", type(error).__name__)
+                outcome, failure = "upstream_error", health.CUT
+                yield error_event("the upstream stream broke off", "upstream_error", request_id)
+                return
+            if item is None:
                 if deadline is not None and time.monotonic() >= deadline:
                     outcome = "timeout"
                     yield error_event("the request took longer than RELAY_TIMEOUT", "relay_timeout", request_id)
                     return
                 yield b": keepalive\n\n" if at_boundary else b": keepalive\n"
                 continue
-            if isinstance(item, (urllib3.exceptions.TimeoutError, TimeoutError)):
-                outcome, failure = "timeout", health.TIMEOUT
-                yield error_event("the upstream went silent for longer than RELAY_IDLE_TIMEOUT", "upstream_timeout", request_id)
-                return
-            if isinstance(item, BaseException):
-                log.warning("upstream stream failed: %s", type(item).__name__)
-                outcome, failure = "upstream_error", health.CUT
-                yield error_event("the upstream stream broke off", "upstream_error", request_id)
-                return
             if not item:
                 break
             cut = item.rfind(b"\n")
