@@ -15,6 +15,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from oneapi.relay import connect
+
 _POOL_ARGS = {"num_pools": 64, "maxsize": 512, "block": False, "retries": False}
 _state = {"pid": None, "pools": {}, "session": None}
 
@@ -57,6 +59,7 @@ def _pool(proxy):
     pool = _state["pools"].get(proxy)
     if pool is None:
         pool = urllib3.ProxyManager(proxy, **_POOL_ARGS) if proxy else urllib3.PoolManager(**_POOL_ARGS)
+        pool.pool_classes_by_scheme = connect.POOL_CLASSES  # addresses without a thread per lookup
         _state["pools"][proxy] = pool
     return pool
 
