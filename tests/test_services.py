@@ -3,6 +3,7 @@ token counting, and the SQL_DSN conversion of config."""
 
 import os
 import random
+import time
 from collections import Counter
 from decimal import Decimal
 
@@ -69,6 +70,15 @@ def test_ratio_lookups(app):
         cost = ratios.charge(1000, 0, ratios.model_ratio("gpt-4o-mini"), ratios.group_ratio("default"),
                              ratios.completion_ratio("gpt-4o-mini"))
         assert cost == 75
+
+
+def test_an_unpriced_model_is_logged_once_per_worker_not_per_request(app, caplog):
+    name = f"unpriced-{time.time_ns()}"
+    with app.app_context(), caplog.at_level("ERROR", logger="oneapi.services.ratios"):
+        for _ in range(3):
+            assert ratios.model_ratio(name) == 30
+    assert [r.getMessage() for r in caplog.records].count(
+        f"model '{name}' has no ratio; charging the default ratio 30 (logged once per worker; set ModelRatio)") == 1
 
 
 def test_saved_ratio_options_override_the_defaults(app):

@@ -47,6 +47,7 @@ DEFAULT_COMPLETION_RATIO = {
     "whisper-1": 0,
 }
 UNKNOWN_MODEL_RATIO = 30  # the original's fallback for a model nobody priced
+_WARNED = set()  # unpriced models already logged by this process: once each, not once per request
 
 
 def _lookup(table_key, defaults, name, channel_type):
@@ -64,7 +65,10 @@ def model_ratio(name, channel_type=0):
         name = name[: -len("-internet")]
     ratio = _lookup("ModelRatio", DEFAULT_MODEL_RATIO, name, channel_type)
     if ratio is None:
-        log.error("model %r has no ratio; charging the default ratio %s", name, UNKNOWN_MODEL_RATIO)
+        if name not in _WARNED and len(_WARNED) < 10000:
+            _WARNED.add(name)
+            log.error("model %r has no ratio; charging the default ratio %s (logged once per worker; set "
+                      "ModelRatio)", name, UNKNOWN_MODEL_RATIO)
         return Decimal(UNKNOWN_MODEL_RATIO)
     return ratio
 
