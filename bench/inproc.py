@@ -2,7 +2,7 @@
 mock. Isolates the gateway's own work (auth, routing, reservation, upstream call, settlement, log row).
 
     python bench/inproc.py            # prints ms per request (best of 3 × 300)
-    python bench/inproc.py --profile  # and the top functions by cumulative time
+    python bench/inproc.py --profile  # and the top functions by cumulative time (PROFILE_SORT=tottime: own time)
 """
 
 import argparse
@@ -67,7 +67,8 @@ def main():
             for _ in range(300):
                 client.post("/v1/chat/completions", json=body, headers=headers)
             profile.disable()
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(int(os.environ.get("PROFILE_LINES", "30")))
+            order = os.environ.get("PROFILE_SORT", "cumulative")  # or tottime: each function's own time
+            pstats.Stats(profile).sort_stats(order).print_stats(int(os.environ.get("PROFILE_LINES", "30")))
     finally:
         nginx.send_signal(signal.SIGTERM)
         nginx.wait(10)

@@ -10,6 +10,7 @@ reasons. The usage-only chunk that we asked for on the client's behalf is remove
 import json
 import logging
 import math
+import re
 import time
 
 from oneapi import background
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _TEXT_FLUSH = 65536  # count delivered text in pieces, so a long answer never sits in memory whole
 _PARSE_LIMIT = 1 << 20  # larger events (inline images) are forwarded without being parsed
 _KEEP_LIMIT = 32 * 1024  # content chunks kept unparsed per stream, in case the upstream sends no usage
-_DECIDE = (b'"usage":{', b'"usage": {', b'"choices":[]', b'"choices": []')  # may be counted or dropped: parse
+_DECIDE = re.compile(rb'"usage": ?\{|"choices": ?\[\]')  # may be counted or dropped: parse
 
 
 class StreamMeter:
@@ -130,7 +131,7 @@ class StreamMeter:
                 if payload == b"[DONE]":
                     self.done = True
                 elif payload.startswith(b"{") and len(payload) <= _PARSE_LIMIT:
-                    if any(marker in payload for marker in _DECIDE):
+                    if _DECIDE.search(payload):
                         if not self._observe_bytes(payload):
                             self._skip_blank = dropped = True
                             continue
