@@ -54,6 +54,11 @@ def test_steady_state_relay_reads_nothing_and_writes_twice(app, root, upstream):
             "UPDATE tokens", "UPDATE users", "INSERT quota_reservations",
             "DELETE quota_reservations", "UPDATE tokens", "UPDATE users", "UPDATE channels", "INSERT logs",
         ], statements
+    with app.app_context():
+        dialect = quota.engine().dialect.name
+    plans = {key[0]: plan for key, plan in quota._as_sent.items() if key[1] == dialect}
+    # every statement above went out as SQL compiled once, none the ordinary (slower) way
+    assert len(plans) >= 8 and all(plan is not False for plan in plans.values()), plans
 
 
 def test_on_sqlite_a_locked_database_is_waited_for_cooperatively(app, root, monkeypatch):

@@ -82,6 +82,34 @@ _LOG_DEFAULTS = {"content": "", "username": "", "token_name": "", "model_name": 
                  "completion_tokens": 0, "elapsed_time": 0, "is_stream": False, "system_prompt_reset": False,
                  "outcome": "", "usage_estimated": False}
 _ADD_LOG = _logs.insert()
+_as_sent = {}  # (statement, dialect, parameter names): (SQL, bind names in order, fixed binds, bind processors)
+
+
+def _run(conn, statement, params):
+    """conn.execute(statement, params), with the SQL compiled once per statement, dialect and set of parameter
+    names and sent with exec_driver_sql: the same SQL, events and errors, without SQLAlchemy's per-execution
+    compile-cache lookup and parameter processing, which were half of a quota transaction's CPU
+    (docs/performance.md). A statement whose binds need a value from SQLAlchemy (a Python-side column default)
+    goes the ordinary way."""
+    key = (statement, conn.dialect.name, frozenset(params))
+    plan = _as_sent.get(key)
+    if plan is None:
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(params) if statement.is_insert else None)
+        fixed = {name: value for name, value in compiled.params.items() if name not in params}
+        # a literal the statement carries (CASE ... ELSE 0) is usable; None or a marker means SQLAlchemy fills it
+        usable = all(type(value) in (int, float, str, bytes, bool) for value in fixed.values())
+        names = compiled.positiontup if compiled.positiontup is not None else list(compiled.params)
+        plan = _as_sent[key] = (str(compiled), names, fixed, dict(compiled._bind_processors),
+                                compiled.positiontup is not None) if usable else False
+    if plan is False:
+        return conn.execute(statement, params)
+    sql, names, fixed, processors, positional = plan
+    values = {**fixed, **params} if fixed else params
+    if processors:
+        values = {**values, **{name: process(values[name]) for name, process in processors.items() if name in values}}
+    if positional:
+        return conn.exec_driver_sql(sql, tuple(values[name] for name in names))
+    return conn.exec_driver_sql(sql, {name: values[name] for name in names})
 
 
 # SQLite: a writer that finds the database locked by another process waits in sqlite3's busy handler, which
@@ -134,13 +162,13 @@ def reserve(request_id, user_id, token_id, amount, limited_token, limited_uses=F
     now = int(time.time())
 
     def work(conn):  # one short transaction; rolled back whole if any limit is reached
-        if limited_token and conn.execute(_TAKE_TOKEN, {"row_id": token_id, "n": amount, "now": now}).rowcount != 1:
+        if limited_token and _run(conn, _TAKE_TOKEN, {"row_id": token_id, "n": amount, "now": now}).rowcount != 1:
             raise QuotaExceeded("token")
-        if limited_uses and conn.execute(_TAKE_USE, {"row_id": token_id}).rowcount != 1:
+        if limited_uses and _run(conn, _TAKE_USE, {"row_id": token_id}).rowcount != 1:
             raise QuotaExceeded("uses")
-        if conn.execute(_TAKE_USER, {"row_id": user_id, "n": amount}).rowcount != 1:
+        if _run(conn, _TAKE_USER, {"row_id": user_id, "n": amount}).rowcount != 1:
             raise QuotaExceeded("user")
-        conn.execute(_HOLD, {"request_id": request_id, "user_id": user_id, "token_id": token_id,
+        _run(conn, _HOLD, {"request_id": request_id, "user_id": user_id, "token_id": token_id,
                              "token_quota": amount if limited_token else 0, "user_quota": amount,
                              "token_uses": int(limited_uses), "created_at": now})
 
@@ -166,16 +194,16 @@ def settle(reservation, quota, *, log=None, channel_id=0, count_request=True, gi
     book = logbook.current() if row is not None else None
 
     def work(conn):
-        if conn.execute(_RELEASE, {"rid": reservation.request_id}).rowcount != 1:
+        if _run(conn, _RELEASE, {"rid": reservation.request_id}).rowcount != 1:
             return False  # already settled: by another finally, a retry, or the stale-reservation sweep
-        conn.execute(_SETTLE_TOKEN[(reservation.limited_token, delta > 0)], {**params, "row_id": reservation.token_id})
-        conn.execute(_SETTLE_USER[delta > 0], {**params, "row_id": reservation.user_id, "count": int(count_request)})
+        _run(conn, _SETTLE_TOKEN[(reservation.limited_token, delta > 0)], {**params, "row_id": reservation.token_id})
+        _run(conn, _SETTLE_USER[delta > 0], {**params, "row_id": reservation.user_id, "count": int(count_request)})
         if channel_id and quota:
-            conn.execute(_CHARGE_CHANNEL, {"row_id": channel_id, "n": quota})
+            _run(conn, _CHARGE_CHANNEL, {"row_id": channel_id, "n": quota})
         if give_back_use and reservation.took_use:
-            conn.execute(_GIVE_BACK_USE, {"row_id": reservation.token_id})
+            _run(conn, _GIVE_BACK_USE, {"row_id": reservation.token_id})
         if row is not None and book is None:
-            conn.execute(_ADD_LOG, row)
+            _run(conn, _ADD_LOG, row)
         return True
 
     if not _transaction(work):
