@@ -160,6 +160,15 @@ def test_content_length_body(server):
     assert server.connections == 1
 
 
+def test_an_empty_body_keeps_its_connection(server):
+    server.scripts += [[head(b"Content-Length: 0\r\n")], [head(b"Content-Length: 2\r\n"), b"ok"]]
+    body = open_body(server)
+    assert read_all(body) == b""
+    body.close()
+    assert read_all(open_body(server)) == b"ok"
+    assert server.connections == 1
+
+
 def test_close_delimited_body(server):
     server.scripts.append([head(b"Connection: close\r\n"), WHOLE[:10], 0.01, WHOLE[10:], None])
     assert read_all(open_body(server)) == WHOLE

@@ -29,7 +29,6 @@ class BrokenBody(Exception):
 class BodyReader:
     def __init__(self, response, idle_timeout=0):
         raw = response.raw
-        self._response = response
         self._raw = raw
         self._fp = raw._fp  # http.client's response: its buffer may already hold the first bytes of the body
         self._sock = _socket_of(raw)
@@ -96,6 +95,7 @@ class BodyReader:
                 if self._left:
                     raise BrokenBody("the upstream closed the connection before the end of the body")
                 self._ended = True
+                self._clean = self._left == 0  # an empty body (Content-Length: 0); not one delimited by the close
                 return self._inflated(b"", final=True)
             if self._left is not None:
                 data = data[: self._left]
