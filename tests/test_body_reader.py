@@ -5,7 +5,10 @@ at every awkward place: inside a size line, between a chunk and its CRLF, with s
 """
 
 import gzip
+import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -260,3 +263,24 @@ def test_over_tls_split_records_waits_and_reuse(tmp_path):
     finally:
         pool.clear()
         server.close()
+
+
+def test_the_same_under_gevent_as_deployed():
+    """The server's workers are gevent's: its sockets (plain and TLS) must time out and decode alike."""
+    script = """
+from gevent import monkey; monkey.patch_all()
+import pathlib, tempfile
+from tests import test_body_reader as t
+t.test_over_tls_split_records_waits_and_reuse(pathlib.Path(tempfile.mkdtemp()))
+for test in (t.test_chunks_split_everywhere_are_decoded_in_order, t.test_a_wait_spans_a_read_that_brings_only_framing,
+             t.test_silence_longer_than_the_idle_timeout_raises, t.test_a_clean_end_gives_the_connection_back_to_the_pool):
+    server = t.PieceServer()
+    try:
+        test(server)
+    finally:
+        server.close()
+print("ok")
+"""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
