@@ -82,7 +82,9 @@ _LOG_DEFAULTS = {"content": "", "username": "", "token_name": "", "model_name": 
                  "completion_tokens": 0, "elapsed_time": 0, "is_stream": False, "system_prompt_reset": False,
                  "outcome": "", "usage_estimated": False}
 _ADD_LOG = _logs.insert()
-_as_sent = {}  # (statement, dialect, parameter names): (SQL, bind names in order, fixed binds, bind processors)
+# (statement, dialect, parameter names): (SQL, bind names in order, fixed binds, bind processors, positional?),
+# or False for a statement that goes the ordinary way
+_as_sent = {}
 
 
 def _run(conn, statement, params):
@@ -169,8 +171,8 @@ def reserve(request_id, user_id, token_id, amount, limited_token, limited_uses=F
         if _run(conn, _TAKE_USER, {"row_id": user_id, "n": amount}).rowcount != 1:
             raise QuotaExceeded("user")
         _run(conn, _HOLD, {"request_id": request_id, "user_id": user_id, "token_id": token_id,
-                             "token_quota": amount if limited_token else 0, "user_quota": amount,
-                             "token_uses": int(limited_uses), "created_at": now})
+                           "token_quota": amount if limited_token else 0, "user_quota": amount,
+                           "token_uses": int(limited_uses), "created_at": now})
 
     _transaction(work)
     return Reservation(request_id, user_id, token_id, amount, limited_token, limited_uses)
