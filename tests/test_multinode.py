@@ -1,6 +1,10 @@
 """Two gateway nodes (two gunicorn servers) on one database: changes made on one apply on the other within
 2 s, through Redis pub/sub or, without Redis, the cache_events poll; and quota stays exact across nodes."""
 
+import json
+import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -97,3 +101,39 @@ def test_quota_is_exact_across_nodes(live_server_factory, upstream):
     server_app = a.app()
     assert_ledger(server_app)
     assert len([r for r in consume_rows(server_app) if r.token_id == token["id"]]) == succeeded
+
+
+def test_a_quiet_channel_is_not_a_lost_redis(tmp_path):
+    """The cache listener waits for messages past the client's read timeout without calling Redis lost (it
+    used to warn and resubscribe after every 5 quiet seconds, missing the changes sent meanwhile)."""
+    if not redis_available():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    script = """
+import json, logging, os, sys, time
+os.environ.update(DATA_DIR=sys.argv[1], SQLITE_PATH=sys.argv[1] + "/x.db", SQL_DSN="", REDIS_CONN_STRING=sys.argv[2])
+from oneapi.services import broadcast, cache
+broadcast.SOCKET_TIMEOUT, broadcast.LISTEN_WAIT = 0.3, 0.2
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+logging.getLogger("oneapi.services.broadcast").addHandler(handler)
+from oneapi import create_app
+app = create_app(migrations=False)
+with app.app_context():
+    broadcast.ensure_listening(app)
+    loads = []
+    cache.get("topic:x", lambda: loads.append(1) or "v")
+    time.sleep(1.5)  # five times the read timeout, in silence
+    broadcast.client(app).publish(broadcast.channel(app), json.dumps(["topic:x"]))
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and len(loads) < 2:
+        cache.get("topic:x", lambda: loads.append(1) or "v")
+        time.sleep(0.05)
+print(json.dumps({"warnings": warnings, "loads": len(loads)}))
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), REDIS_URL], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"warnings": [], "loads": 2}, result  # no warning; the change still dropped the entry

@@ -31,6 +31,10 @@ _listening = {"pid": None, "app": None}
 _hooks = {"registered": False}
 
 
+SOCKET_TIMEOUT = 5  # seconds for any Redis command to answer
+LISTEN_WAIT = 30  # the subscriber's wait for the next message; a health-check PING goes out while it waits
+
+
 def client(app):
     return app.extensions.get("oneapi_redis")
 
@@ -41,8 +45,9 @@ def configure(app, session_class):
         return
     import redis
 
-    connection = redis.Redis.from_url(url, password=app.config["REDIS_PASSWORD"] or None, socket_timeout=5,
-                                      socket_connect_timeout=5, health_check_interval=30)
+    connection = redis.Redis.from_url(url, password=app.config["REDIS_PASSWORD"] or None,
+                                      socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5,
+                                      health_check_interval=30)
     try:
         connection.ping()
     except redis.RedisError as error:
@@ -91,7 +96,12 @@ def _listen():
         try:
             pubsub = client(_listening["app"]).pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(channel(_listening["app"]))
-            for message in pubsub.listen():
+            while True:
+                # Wait for a message without the client's read timeout: a quiet channel is not a lost Redis
+                # (pubsub.listen() raised it after SOCKET_TIMEOUT of quiet, and each retry missed changes).
+                message = pubsub.get_message(timeout=LISTEN_WAIT)
+                if message is None or message.get("type") != "message":
+                    continue
                 topics = json.loads(message["data"])
                 with _listening["app"].app_context():
                     cache.drop(*topics)
