@@ -4,6 +4,7 @@ hang before the first byte, pace its chunks, cut a stream, omit usage or send hu
 
 import email.policy
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,16 @@ def parse_multipart(content_type, raw):
     return fields, files
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        """A gateway that lets go of a connection (a client gone, an unfinished answer closed) resets it: expected.
+        Anything else still prints."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class MockUpstream:
     def __init__(self):
         self.replies = []  # consumed first, one per request
@@ -56,7 +67,7 @@ class MockUpstream:
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"mock": self})
         # A listen backlog for bursts: the default 5 refuses connections when 50 relay requests arrive at once.
-        self.server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 128})(("127.0.0.1", 0), handler)
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
