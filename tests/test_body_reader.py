@@ -18,6 +18,7 @@ import urllib3
 from oneapi.relay.body_reader import BodyReader, BrokenBody
 from oneapi.relay.upstream import UpstreamResponse, UpstreamTimeout, send
 from tests.test_egress import make_certificate, server_tls
+from tests.test_relay_streaming import read_request
 
 
 class PieceServer:
@@ -49,19 +50,12 @@ class PieceServer:
 
     def _serve(self, conn):
         with conn:
-            buf = b""
+            pending = b""
             while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length:")), b"0"))
-                while len(buf) < length:
-                    buf += conn.recv(65536)
-                buf = buf[length:]
+                request = read_request(conn, pending)
+                if request is None:
+                    return
+                pending = request[1]
                 script = self.scripts.pop(0)
                 try:
                     for piece in script:

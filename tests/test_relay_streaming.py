@@ -34,6 +34,26 @@ HUGE = "0123456789abcdef" * (20 * 1024 * 1024 // 16)  # a 20 MB content string
 # --- an upstream whose every byte is scripted -------------------------------------------------------
 
 
+def read_request(conn, pending=b""):
+    """One HTTP/1.1 request from a raw socket: (body, bytes already read past it), or None if the peer closed
+    first. `pending`: bytes left over from the request before on this connection."""
+    data = pending
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    length = int(match.group(1)) if match else 0
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return body[:length], body[length:]
+
+
 class ScriptedUpstream:
     """A raw HTTP/1.1 server on a loopback port: each request is read whole, then `script(conn, body)`
     writes the answer."""
@@ -55,21 +75,9 @@ class ScriptedUpstream:
     def _serve(self, conn):
         with conn:
             conn.settimeout(10)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            length = int(match.group(1)) if match else 0
-            while len(body) < length:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                body += chunk
-            self.script(conn, json.loads(body))
+            request = read_request(conn)
+            if request is not None:
+                self.script(conn, json.loads(request[0]))
 
     def close(self):
         self.sock.close()
