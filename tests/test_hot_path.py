@@ -1,6 +1,7 @@
 """The relay path in the steady state: no database reads, and two short write transactions per request
 (the reservation; the settlement with its log row)."""
 
+import pytest
 from sqlalchemy import event
 
 from oneapi.extensions import db
@@ -61,6 +62,109 @@ def test_steady_state_relay_reads_nothing_and_writes_twice(app, root, upstream):
     assert len(plans) >= 8 and all(plan is not False for plan in plans.values()), plans
 
 
+def test_unwatched_quota_transactions_go_straight_to_the_driver_with_the_same_statements(app, root, upstream,
+                                                                                          monkeypatch):
+    """With nothing listening on the engine (as in production), each quota transaction runs on a pooled DBAPI
+    connection (quota._direct): the same eight statements in two commits, and the same balances."""
+    import sqlite3
+
+    from sqlalchemy import event as sa_event
+
+    add_channel(root, upstream.url)
+    token = add_token(root, unlimited_quota=False, remain_quota=10_000)
+    headers = {"Authorization": f"Bearer {token['key']}"}
+    app.config["CACHE_SYNC_INTERVAL"] = 3600
+    assert root.post("/v1/chat/completions", json=CHAT, headers=headers).status_code == 200  # warm
+    with app.app_context():
+        quota_engine = quota.engine()
+        assert not quota._watched(quota_engine)
+    direct = []
+    real_direct = quota._direct
+    monkeypatch.setattr(quota, "_direct", lambda *args: (direct.append(1), real_direct(*args))[1])
+    traced = []
+
+    def trace(dbapi_connection, record, proxy):  # a pool event: it does not make the engine "watched"
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.set_trace_callback(traced.append)
+
+    def untrace(dbapi_connection, record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.set_trace_callback(None)
+
+    sa_event.listen(quota_engine.pool, "checkout", trace)
+    sa_event.listen(quota_engine.pool, "checkin", untrace)
+    try:
+        with app.app_context():
+            before = db.session.execute(db.text("SELECT remain_quota, used_quota FROM tokens WHERE id = :i"),
+                                        {"i": token["id"]}).one()
+            db.session.rollback()
+        answer = root.post("/v1/chat/completions", json=CHAT, headers=headers)
+        assert answer.status_code == 200
+    finally:
+        sa_event.remove(quota_engine.pool, "checkout", trace)
+        sa_event.remove(quota_engine.pool, "checkin", untrace)
+    assert len(direct) == 2  # the reservation and the settlement
+    with app.app_context():
+        after = db.session.execute(db.text("SELECT remain_quota, used_quota FROM tokens WHERE id = :i"),
+                                   {"i": token["id"]}).one()
+        charged = db.session.execute(db.text("SELECT quota FROM logs WHERE token_id = :i ORDER BY id DESC"),
+                                     {"i": token["id"]}).scalar()
+        held = db.session.execute(db.text("SELECT COUNT(*) FROM quota_reservations")).scalar()
+        db.session.rollback()
+    assert charged > 0 and after.used_quota - before.used_quota == charged
+    assert before.remain_quota - after.remain_quota == charged and held == 0
+    if quota_engine.dialect.name == "sqlite":
+        words = [" ".join(sql.split()[:3]).upper() for sql in traced]
+        assert not [w for w in words if w.startswith("SELECT")], traced
+        assert [w.split()[0] for w in words if w.split()[0] in ("UPDATE", "INSERT", "DELETE", "COMMIT")] == [
+            "UPDATE", "UPDATE", "INSERT", "COMMIT", "DELETE", "UPDATE", "UPDATE", "UPDATE", "INSERT", "COMMIT"], traced
+
+
+def test_a_driver_error_in_a_direct_quota_transaction_is_sqlalchemys_and_loses_nothing(app):
+    """A statement the database refuses: SQLAlchemy's exception class with the driver's error inside, the
+    transaction rolled back whole, the connection back in the pool; a dropped connection is invalidated."""
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.exc import DBAPIError
+
+    with app.app_context():
+        quota_engine = quota.engine()
+        first = quota.reserve("req-direct-1", 1, 1, 10, limited_token=False)
+        with pytest.raises(DBAPIError) as caught:  # the same request id again: the reservation row exists
+            quota.reserve("req-direct-1", 1, 1, 10, limited_token=False)
+        assert isinstance(caught.value.orig, quota_engine.dialect.loaded_dbapi.Error)
+        assert quota_engine.pool.checkedout() == 0
+        quota_now = db.session.execute(db.text("SELECT quota FROM users WHERE id = 1")).scalar()
+        db.session.rollback()
+        assert quota.refund(first) is True
+        assert db.session.execute(db.text("SELECT quota FROM users WHERE id = 1")).scalar() == quota_now + 10
+        db.session.rollback()
+
+        invalidated = []
+        sa_event.listen(quota_engine.pool, "invalidate", lambda *args: invalidated.append(1))
+        second = quota.reserve("req-direct-2", 1, 1, 10, limited_token=False)
+        quota_engine.dialect.is_disconnect = lambda *args: True  # as if the database had dropped the connection
+        try:
+            with pytest.raises(DBAPIError) as caught:
+                quota.reserve("req-direct-2", 1, 1, 10, limited_token=False)
+        finally:
+            del quota_engine.dialect.is_disconnect
+        assert caught.value.connection_invalidated and invalidated == [1]
+        assert quota.refund(second) is True  # the pool opens a fresh connection
+
+        class Killed(BaseException):  # as gevent's GreenletExit or Timeout: not an Exception
+            pass
+
+        def cut_short(conn):
+            quota._run(conn, quota._TAKE_USER, {"row_id": 1, "n": 10})
+            raise Killed()
+
+        with pytest.raises(Killed):
+            quota._transaction(cut_short)
+        assert invalidated == [1, 1]  # the connection is dropped, not rolled back and reused
+        assert db.session.execute(db.text("SELECT quota FROM users WHERE id = 1")).scalar() == quota_now + 10
+        db.session.rollback()
+
+
 def test_on_sqlite_a_locked_database_is_waited_for_cooperatively(app, root, monkeypatch):
     """Another process holding SQLite's write lock: the quota transaction retries with a (gevent-friendly)
     sleep instead of freezing the worker in sqlite3's C busy handler, succeeds once the lock is gone, and
@@ -68,7 +172,6 @@ def test_on_sqlite_a_locked_database_is_waited_for_cooperatively(app, root, monk
     import sqlite3
     import threading
 
-    import pytest
     from sqlalchemy.exc import OperationalError
 
     with app.app_context():
