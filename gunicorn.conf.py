@@ -28,3 +28,10 @@ def on_starting(server):
     result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "setup"], cwd=here)
     if result.returncode != 0:
         raise SystemExit("database setup failed; see the messages above")
+
+
+def post_fork(server, worker):
+    """Streams may write their events to the client's socket themselves (oneapi/relay/client_writer.py) only
+    when this worker speaks plain HTTP to its clients."""
+    plain_http = getattr(server.cfg, "protocol", "http") == "http" and not server.cfg.is_ssl
+    os.environ["ONEAPI_GUNICORN_HTTP"] = "1" if plain_http else ""

@@ -204,6 +204,86 @@ def test_paced_stream_keeps_the_upstream_pace(gateway, upstream, kind):
     assert_paced(lines, WORDS)
 
 
+def socket_request(key, version, stream=True):
+    """A chat completion on a raw socket (HTTP/1.1 keeps the connection; HTTP/1.0 has the server close it)."""
+    payload = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream}).encode()
+    return (f"POST /v1/chat/completions {version}\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+
+
+class RawReader:
+    def __init__(self, sock):
+        self.sock, self.buffer = sock, b""
+
+    def until(self, marker):
+        while marker not in self.buffer:
+            data = self.sock.recv(65536)
+            assert data, f"the server closed the connection; received {self.buffer[-300:]!r}"
+            self.buffer += data
+        head, _, self.buffer = self.buffer.partition(marker)
+        return head
+
+    def exactly(self, size):
+        while len(self.buffer) < size:
+            data = self.sock.recv(65536)
+            assert data, "the server closed the connection in the middle of a chunk"
+            self.buffer += data
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def chunked_body(self):
+        """The body of a chunked response, decoded strictly: every size line, every CRLF, the last chunk."""
+        pieces = []
+        while True:
+            size = int(self.until(b"\r\n"), 16)
+            if size == 0:
+                assert self.until(b"\r\n") == b"", "trailers or junk after the last chunk"
+                return pieces
+            pieces.append(self.exactly(size))
+            assert self.exactly(2) == b"\r\n", "a chunk does not end with CRLF"
+
+
+def stream_texts(body):
+    lines = [(0, line) for line in body.split(b"\n")]
+    return "".join(text for _, text in contents(data_events(lines))), data_events(lines)[-1][1]
+
+
+def test_gunicorn_streams_well_formed_chunks_and_keeps_the_connection(gateway, upstream):
+    """Under gunicorn, events after the first are written to the client's socket by the gateway itself
+    (oneapi/relay/client_writer.py): the client must see exact HTTP/1.1 chunked framing, the last chunk, and a
+    connection it can send its next request on."""
+    url = server_url(gateway, "gunicorn")
+    upstream.queue(Reply(pace=0.05, content=WORDS))
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as client:
+        client.sendall(socket_request(gateway.key, "HTTP/1.1"))
+        reader = RawReader(client)
+        head = reader.until(b"\r\n\r\n").decode().lower()
+        assert head.startswith("http/1.1 200") and "transfer-encoding: chunked" in head
+        assert "connection: keep-alive" in head and "content-length" not in head
+        pieces = reader.chunked_body()
+        assert len(pieces) >= len(WORDS.split())  # streamed event by event, not in one piece
+        assert stream_texts(b"".join(pieces)) == (WORDS, "[DONE]")
+        client.sendall(socket_request(gateway.key, "HTTP/1.1", stream=False))  # the same connection, again
+        head = reader.until(b"\r\n\r\n").decode().lower()
+        assert head.startswith("http/1.1 200"), head
+        length = int(re.search(r"content-length: (\d+)", head).group(1))
+        assert json.loads(reader.exactly(length))["choices"][0]["message"]["content"]
+
+
+def test_gunicorn_streams_to_an_http_1_0_client_without_chunks(gateway, upstream):
+    """HTTP/1.0 has no chunked framing: gunicorn sends the events as they are and closes the connection."""
+    url = server_url(gateway, "gunicorn")
+    upstream.queue(Reply(pace=0.05, content=WORDS))
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as client:
+        client.sendall(socket_request(gateway.key, "HTTP/1.0"))
+        received = b""
+        while data := client.recv(65536):
+            received += data
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") and b"chunked" not in head.lower(), head
+    assert stream_texts(body) == (WORDS, "[DONE]")
+
+
 def test_close_delimited_upstream_still_streams(gateway, upstream):
     upstream.queue(Reply(pace=PACE, content=WORDS, chunked=False))
     with post_stream(gateway.url, gateway.key) as reply:

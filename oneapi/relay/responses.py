@@ -4,9 +4,9 @@ on the way, server-sent events and binary audio streamed as they arrive."""
 import json
 import math
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 
-from oneapi.relay import costs
+from oneapi.relay import client_writer, costs
 from oneapi.relay.billing import Usage
 from oneapi.relay.errors import RelayError, scrub
 from oneapi.relay.streaming import RelayStream, StreamMeter
@@ -51,7 +51,8 @@ def stream_response(response, prepared, bill):
                        keepalive=config["STREAM_KEEPALIVE_SECONDS"],
                        deadline=bill.started + total if total > 0 else None,
                        idle_timeout=config["RELAY_IDLE_TIMEOUT"],
-                       drain_seconds=config["STREAM_DRAIN_SECONDS"], drain_bytes=int(config["STREAM_DRAIN_MB"] * _MB))
+                       drain_seconds=config["STREAM_DRAIN_SECONDS"], drain_bytes=int(config["STREAM_DRAIN_MB"] * _MB),
+                       write=client_writer.writer_for(request.environ))
     return Response(body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

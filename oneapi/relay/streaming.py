@@ -163,8 +163,9 @@ class RelayStream:
     """
 
     def __init__(self, app, response, meter, bill, *, max_line, keepalive, deadline, idle_timeout=0, drain_seconds=0,
-                 drain_bytes=0):
+                 drain_bytes=0, write=None):
         self._app = app
+        self._write = write
         self._meter = meter
         self._bill = bill
         self._drain = (drain_seconds, drain_bytes)
@@ -175,7 +176,7 @@ class RelayStream:
                              deadline=deadline, request_id=bill.reservation.request_id)
 
     def __iter__(self):
-        return self._events
+        return self._events if self._write is None else _written(self._events, self._write)
 
     def _end(self, outcome, failure=None):
         """`failure`: the health class of what the upstream did wrong, when it did (None otherwise)."""
@@ -226,6 +227,16 @@ class RelayStream:
             self._events.close()
         finally:
             self._end("client_gone")
+
+
+def _written(events, write):
+    """The first event through the server (it sends the headers with it); the rest straight to the client's
+    socket (relay/client_writer.py). A failed write raises here, as the server's own would have."""
+    for first in events:
+        yield first
+        break
+    for data in events:
+        write(data)
 
 
 def _pump(body, meter, end, *, max_line, keepalive, deadline, request_id):
