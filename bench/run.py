@@ -68,6 +68,18 @@ def wait_port(port, seconds=30):
     raise RuntimeError(f"port {port} did not open")
 
 
+def start_gateway(work, port, workers, root=ROOT):
+    """The gateway as deployed (gunicorn + gevent, `workers` workers) pinned to core 0, on SQLite in `work`,
+    serving the checkout at `root`, with root's key and access token set for the benchmark."""
+    env = {**os.environ, "DATA_DIR": work, "SQLITE_PATH": os.path.join(work, "bench.db"), "SQL_DSN": "",
+           "INITIAL_ROOT_PASSWORD": "bench-password", "INITIAL_ROOT_ACCESS_TOKEN": ACCESS,
+           "INITIAL_ROOT_TOKEN": KEY, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
+           "WORKER_CONNECTIONS": "4000", "ACCESS_LOG": "", "GRACEFUL_TIMEOUT": "5"}
+    return subprocess.Popen(["taskset", "-c", "0", os.path.join(os.path.dirname(sys.executable), "gunicorn"),
+                             "-c", "gunicorn.conf.py", "wsgi:app"], cwd=root, env=env,
+                            stdout=open(os.path.join(work, "gateway.log"), "w"), stderr=subprocess.STDOUT)
+
+
 def pids_of(parent):
     """The process and all its descendants (gunicorn master and workers; uvicorn and any worker processes)."""
     pids, queue = [], [parent]
@@ -348,13 +360,7 @@ def main():
                                           stderr=subprocess.DEVNULL))
         processes.append(subprocess.Popen(["taskset", "-c", "1", sys.executable, os.path.join(HERE, "sse_mock.py"),
                                            "--port", str(sse_port), "--chunks", "50", "--interval", "0.1"]))
-        env = {**os.environ, "DATA_DIR": work, "SQLITE_PATH": os.path.join(work, "bench.db"), "SQL_DSN": "",
-               "INITIAL_ROOT_PASSWORD": "bench-password", "INITIAL_ROOT_ACCESS_TOKEN": ACCESS,
-               "INITIAL_ROOT_TOKEN": KEY, "BIND": f"127.0.0.1:{gateway_port}", "WEB_CONCURRENCY": str(args.workers),
-               "WORKER_CONNECTIONS": "4000", "ACCESS_LOG": "", "GRACEFUL_TIMEOUT": "5"}
-        gateway = subprocess.Popen(["taskset", "-c", "0", os.path.join(os.path.dirname(sys.executable), "gunicorn"),
-                                    "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
-                                   stdout=open(os.path.join(work, "gateway.log"), "w"), stderr=subprocess.STDOUT)
+        gateway = start_gateway(work, gateway_port, args.workers)
         processes.append(gateway)
         if args.litellm:
             litellm = LiteLLM(args.litellm, args.litellm_workers, args.litellm_timeout, work, json_port, sse_port)

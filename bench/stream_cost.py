@@ -59,14 +59,7 @@ def main():
             processes.append(subprocess.Popen(["taskset", "-c", "1", sys.executable, os.path.join(HERE, "sse_mock.py"),
                                                "--port", str(port), "--chunks", str(chunks), "--interval", "0.1"]))
         gateway_port = run.free_port()
-        env = {**os.environ, "DATA_DIR": work, "SQLITE_PATH": os.path.join(work, "bench.db"), "SQL_DSN": "",
-               "INITIAL_ROOT_PASSWORD": "bench-password", "INITIAL_ROOT_ACCESS_TOKEN": run.ACCESS,
-               "INITIAL_ROOT_TOKEN": run.KEY, "BIND": f"127.0.0.1:{gateway_port}",
-               "WEB_CONCURRENCY": str(args.workers), "WORKER_CONNECTIONS": "4000", "ACCESS_LOG": "",
-               "GRACEFUL_TIMEOUT": "5"}
-        gateway = subprocess.Popen(["taskset", "-c", "0", os.path.join(os.path.dirname(sys.executable), "gunicorn"),
-                                    "-c", "gunicorn.conf.py", "wsgi:app"], cwd=args.root, env=env,
-                                   stdout=open(os.path.join(work, "gateway.log"), "w"), stderr=subprocess.STDOUT)
+        gateway = run.start_gateway(work, gateway_port, args.workers, root=args.root)
         processes.append(gateway)
         base = f"http://127.0.0.1:{gateway_port}"
         run.wait(base + "/api/status")
