@@ -84,3 +84,16 @@ def test_a_client_that_left_is_an_error_for_the_stream_to_see(pair):
     with pytest.raises(OSError):
         for _ in range(100):  # the first sends may still land in the buffer
             write(b"data: {}\n\n")
+
+
+def test_gunicorn_conf_turns_it_on_only_for_plain_http_workers(monkeypatch):
+    import os
+    import runpy
+    from types import SimpleNamespace
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    post_fork = runpy.run_path(os.path.join(here, "gunicorn.conf.py"))["post_fork"]
+    monkeypatch.delenv(client_writer.ENV, raising=False)  # restored after the test
+    for protocol, is_ssl, expected in (("http", False, "1"), ("uwsgi", False, ""), ("http", True, "")):
+        post_fork(SimpleNamespace(cfg=SimpleNamespace(protocol=protocol, is_ssl=is_ssl)), None)
+        assert os.environ[client_writer.ENV] == expected, (protocol, is_ssl)

@@ -150,7 +150,7 @@ def _through_core(quota_engine, work):
 def _direct(quota_engine, work):
     """One quota transaction on a pooled DBAPI connection: the statements, then COMMIT (the driver opens the
     transaction with the first statement, as under SQLAlchemy). Skips SQLAlchemy's Connection, Transaction and
-    per-statement execution context, about a third of the transaction's CPU on SQLite. Driver errors come out
+    per-statement execution context, about a fifth of the transaction's CPU on SQLite. Driver errors come out
     as SQLAlchemy's (OperationalError, IntegrityError, ...), and a connection the database dropped is
     invalidated, not returned to the pool, as the Connection would."""
     dialect = quota_engine.dialect
