@@ -91,15 +91,32 @@ def pids_of(parent):
     return pids
 
 
-def cpu_seconds(pids):
-    total = 0.0
+def user_system_seconds(pids):
+    """CPU seconds the processes spent in user space and in the kernel (from /proc)."""
+    user = system = 0.0
     for pid in pids:
         try:
             fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError):
-            pass
-    return total
+        except OSError:
+            continue
+        user += int(fields[11]) / os.sysconf("SC_CLK_TCK")
+        system += int(fields[12]) / os.sysconf("SC_CLK_TCK")
+    return user, system
+
+
+def cpu_seconds(pids):
+    return sum(user_system_seconds(pids))
+
+
+def stop(processes):
+    """SIGTERM to each, then wait up to 15 s for each; kill what is left."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def rss_mib(pids):
@@ -418,13 +435,7 @@ def main():
     finally:
         if litellm:
             litellm.stop()
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
         if args.keep_work:
             print(f"work folder kept: {work}", file=sys.stderr)
         else:

@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,18 +24,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import run  # noqa: E402
 import stream_load  # noqa: E402
-
-
-def user_system_seconds(pids):
-    user = system = 0.0
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        user += int(fields[11]) / os.sysconf("SC_CLK_TCK")
-        system += int(fields[12]) / os.sysconf("SC_CLK_TCK")
-    return user, system
 
 
 def main():
@@ -75,22 +62,16 @@ def main():
         for _ in range(args.rounds):
             for chunks in steps:
                 pids = run.pids_of(gateway.pid)
-                user, system = user_system_seconds(pids)
+                user, system = run.user_system_seconds(pids)
                 result = asyncio.run(stream_load.run(url, "sk-" + run.KEY, args.n, run.STREAM_DEADLINE, run.STREAM_RAMP,
                                                      model=f"chunks-{chunks}"))
-                user_after, system_after = user_system_seconds(pids)
+                user_after, system_after = run.user_system_seconds(pids)
                 print(f"{args.n} streams of {chunks:>2} chunks: CPU {(user_after - user) / args.n * 1000:.2f} user + "
                       f"{(system_after - system) / args.n * 1000:.2f} system ms per stream; success "
                       f"{result['success_rate']:.1%}; TTFB p50 {result['ttfb_p50_ms']} ms; duration p50 "
                       f"{result['duration_p50_s']} s", flush=True)
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        run.stop(processes)
         shutil.rmtree(work, ignore_errors=True)
 
 
