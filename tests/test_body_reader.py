@@ -31,6 +31,7 @@ class PieceServer:
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}/v1/chat/completions"
         self.scripts = []
+        self.heads = []  # every request's head, in order
         self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -52,7 +53,7 @@ class PieceServer:
         with conn:
             pending = b""
             while True:
-                request = read_request(conn, pending)
+                request = read_request(conn, pending, self.heads)
                 if request is None:
                     return
                 pending = request[1]

@@ -34,9 +34,10 @@ HUGE = "0123456789abcdef" * (20 * 1024 * 1024 // 16)  # a 20 MB content string
 # --- an upstream whose every byte is scripted -------------------------------------------------------
 
 
-def read_request(conn, pending=b""):
+def read_request(conn, pending=b"", heads=None):
     """One HTTP/1.1 request from a raw socket: (body, bytes already read past it), or None if the peer closed
-    first. `pending`: bytes left over from the request before on this connection."""
+    first. `pending`: bytes left over from the request before on this connection; `heads`: a list that gets
+    the request's head (request line and headers)."""
     data = pending
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
@@ -44,6 +45,8 @@ def read_request(conn, pending=b""):
             return None
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
+    if heads is not None:
+        heads.append(head)
     match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
     length = int(match.group(1)) if match else 0
     while len(body) < length:

@@ -1,6 +1,6 @@
 """An upstream answer's body, read straight from its socket.
 
-urllib3 parses the status line and headers; the body is ours. `http.client` decodes a chunked body one
+urllib3 or `plain_http` parses the status line and headers; the body is ours. `http.client` decodes a chunked body one
 chunk at a time (a `readline` for the size, a read for the data, another for its CRLF), and an SSE
 upstream sends one chunk per event: at thousands of concurrent streams those layers were a fifth of the
 gateway's core (docs/performance.md). Here each `recv` is decoded in one pass, whatever it holds.
@@ -27,22 +27,24 @@ class BrokenBody(Exception):
 
 
 class BodyReader:
-    def __init__(self, response, idle_timeout=0):
-        raw = response.raw
-        self._raw = raw
-        self._fp = raw._fp  # http.client's response: its buffer may already hold the first bytes of the body
-        self._sock = _socket_of(raw)
-        self._idle = idle_timeout or None
+    """`response`: `upstream.UpstreamResponse` or `plain_http.Answer`. `idle_timeout`: seconds of upstream
+    silence allowed (0: no limit; None: the response's own, given to `upstream.send`)."""
+
+    def __init__(self, response, idle_timeout=None):
+        self._response = response
+        self._sock = response.sock
+        idle = response.idle_timeout if idle_timeout is None else idle_timeout
+        self._idle = idle or None
         self._last = time.monotonic()
-        self._buffered = True  # the first read goes through http.client's buffer, the rest to the socket
-        self._chunked = bool(getattr(self._fp, "chunked", False))
-        self._left = getattr(self._fp, "length", None)  # body bytes still due (Content-Length), None: until close
+        self._buffered = True  # the first read takes what came with the headers (or the socket's next bytes)
+        self._chunked = response.chunked
+        self._left = None if self._chunked else response.length  # body bytes still due; None: until close
         self._state = "size"  # chunked: size, data, crlf, trailer
         self._chunk_left = 0
         self._pending = b""  # chunked framing bytes not decoded yet
         self._ended = False
         self._clean = False  # ended exactly at the end of the body: the connection may be reused
-        encoding = (raw.headers.get("Content-Encoding") or "").strip().lower()
+        encoding = (response.headers.get("Content-Encoding") or "").strip().lower()
         self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "x-gzip", "deflate") else None
 
     @property
@@ -76,9 +78,7 @@ class BodyReader:
             self._sock.settimeout(None if timeout is None else max(timeout, 0.001))
             if self._buffered:
                 self._buffered = False
-                fp = self._fp.fp
-                # http.client's buffer first (a raw read when it is empty); afterwards it is never read again
-                data = fp.read1(_RECV) if fp is not None else self._sock.recv(_RECV)
+                data = self._response.first_read(_RECV)
             else:
                 data = self._sock.recv(_RECV)
         except TimeoutError:  # gevent raises the same on plain and TLS sockets
@@ -98,10 +98,11 @@ class BodyReader:
                 self._clean = self._left == 0  # an empty body (Content-Length: 0); not one delimited by the close
                 return self._inflated(b"", final=True)
             if self._left is not None:
+                extra = len(data) > self._left  # bytes after the body: the connection is not reused
                 data = data[: self._left]
                 self._left -= len(data)
                 if self._left == 0:
-                    self._ended = self._clean = True
+                    self._ended, self._clean = True, not extra
             return self._inflated(data, final=self._ended)
         if not data:
             raise BrokenBody("the upstream closed the connection in the middle of a chunked body")
@@ -158,21 +159,22 @@ class BodyReader:
 
     def close(self):
         """Give the connection back to the pool when the body was read to its end, or close it."""
-        try:
-            if self._clean and not getattr(self._fp, "will_close", True):
-                self._fp.close()  # http.client's side of this answer only; the socket stays with the pool
-                self._raw.release_conn()
-            else:
-                self._raw.close()
-        except (OSError, AttributeError):
-            pass
+        self._response.finish(self._clean)
 
 
-def _socket_of(raw):
-    """The answer's socket: the connection's, or, when http.client handed the socket to the answer
-    (`Connection: close`), the one under the answer's file."""
-    fp = getattr(raw._fp, "fp", None)
-    sock = getattr(getattr(fp, "raw", None), "_sock", None)
-    if sock is None and raw.connection is not None:
-        sock = raw.connection.sock
-    return sock
+def read_body(response, limit):
+    """The whole body (decoded), or None when it is larger than `limit` bytes. The connection goes back to
+    the pool when the body was read to its end. Raises `BrokenBody` or `UpstreamTimeout` as `read` does."""
+    body = BodyReader(response)
+    chunks, size = [], 0
+    try:
+        while True:
+            chunk = body.read()
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    finally:
+        body.close()

@@ -15,9 +15,10 @@ from oneapi.relay import adaptors, channel_types, costs
 from oneapi.relay import incoming as incoming_request
 from oneapi.relay.auth import Caller, authenticate
 from oneapi.relay.billing import Bill
+from oneapi.relay.body_reader import BrokenBody, read_body
 from oneapi.relay.errors import RelayError
 from oneapi.relay.responses import binary_response, error_from_upstream, plain_response, stream_response
-from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, read_body, send
+from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, send
 from oneapi.services import health, options, quota, ratios, routing, tokenizer
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,20 @@ def _send_with_retries(route, mode, incoming):
                 health.succeeded(channel.id)
             return response, prepared, channel, None
         if 200 <= status < 300:
-            data = read_body(response, int(config["RELAY_MAX_RESPONSE_MB"] * 1024 * 1024))
-            response.close()
+            try:
+                data = read_body(response, int(config["RELAY_MAX_RESPONSE_MB"] * 1024 * 1024))
+            except UpstreamTimeout:  # nothing reached the client yet: another channel may answer
+                log.warning("channel %s went silent in the middle of its answer", channel.id)
+                health.failed(channel, health.TIMEOUT)
+                last_error = RelayError(504, "the upstream did not finish its answer in time", "upstream_timeout")
+                continue
+            except BrokenBody as error:
+                log.warning("channel %s broke off its answer: %s", channel.id, error)
+                health.failed(channel, health.UNREACHABLE, str(error))
+                last_error = RelayError(502, "the upstream broke off its answer", "bad_upstream_response")
+                continue
+            finally:
+                response.close()
             if data is None:
                 raise RelayError(502, "the upstream's answer is larger than RELAY_MAX_RESPONSE_MB", "response_too_large")
             if mode.billing != "audio_text" and not _is_json(data):  # a "success" nobody can use: try elsewhere

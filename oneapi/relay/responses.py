@@ -8,9 +8,10 @@ from flask import Response, current_app, request
 
 from oneapi.relay import client_writer, costs
 from oneapi.relay.billing import Usage
+from oneapi.relay.body_reader import BodyReader, BrokenBody, read_body
 from oneapi.relay.errors import RelayError, scrub
 from oneapi.relay.streaming import RelayStream, StreamMeter
-from oneapi.relay.upstream import read_body
+from oneapi.relay.upstream import UpstreamTimeout
 from oneapi.services import ratios, tokenizer
 
 _MB = 1024 * 1024
@@ -18,7 +19,10 @@ _MB = 1024 * 1024
 
 def error_from_upstream(response, channel):
     """The upstream's error as a RelayError with its status, type and code, and nothing secret in the text."""
-    body = read_body(response, _MB) or b""
+    try:
+        body = read_body(response, _MB) or b""
+    except (BrokenBody, UpstreamTimeout):  # the status is known; the text is a courtesy
+        body = b""
     response.close()
     message, error_type, code = f"the upstream answered with status {response.status_code}", "upstream_error", ""
     try:
@@ -115,16 +119,18 @@ class _BinaryStream:
 
     def __iter__(self):
         outcome = "client_gone"
+        body = BodyReader(self._response)
         try:
             while True:
-                chunk = self._response.raw.read1(65536, decode_content=True)
+                chunk = body.read()
                 if not chunk:
                     outcome = "done"
                     return
                 yield chunk
-        except Exception:  # socket and urllib3 protocol errors: the upstream broke off
+        except Exception:  # BrokenBody, UpstreamTimeout, socket errors: the upstream broke off
             outcome = "upstream_error"
         finally:
+            body.close()
             self._settle(outcome)
 
     def _settle(self, outcome):

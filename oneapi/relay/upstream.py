@@ -3,7 +3,8 @@ between requests: no environment proxies, no .netrc, no cookies carried from one
 
 The relay path talks to urllib3 directly rather than through requests: requests' per-call session
 merging and preparation cost about a millisecond of CPU per request, a third of the gateway's whole
-budget (docs/performance.md). Balance queries and other slow paths keep using `session()`.
+budget (docs/performance.md). Plain `http://` upstreams skip urllib3 too (`plain_http`). Balance queries
+and other slow paths keep using `session()`.
 """
 
 import os
@@ -15,7 +16,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from oneapi.relay import connect
+from oneapi.relay import connect, plain_http
 
 _POOL_ARGS = {"num_pools": 64, "maxsize": 512, "block": False, "retries": False}
 _state = {"pid": None, "pools": {}, "session": None}
@@ -30,12 +31,14 @@ class UpstreamUnreachable(Exception):
 
 
 class UpstreamResponse:
-    """What the relay needs of an answer: status, headers, the raw body stream (read1), close."""
+    """urllib3's answer with the surface the relay reads (shared with `plain_http.Answer`): status, headers,
+    and what `BodyReader` needs to read the body from the socket itself."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "idle_timeout")
 
-    def __init__(self, raw):
+    def __init__(self, raw, idle_timeout=0):
         self.raw = raw
+        self.idle_timeout = idle_timeout
 
     @property
     def status_code(self):
@@ -44,6 +47,41 @@ class UpstreamResponse:
     @property
     def headers(self):
         return self.raw.headers
+
+    @property
+    def sock(self):
+        """The answer's socket: the connection's, or, when http.client handed the socket to the answer
+        (`Connection: close`), the one under the answer's file."""
+        fp = getattr(self.raw._fp, "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+        if sock is None and self.raw.connection is not None:
+            sock = self.raw.connection.sock
+        return sock
+
+    @property
+    def chunked(self):
+        return bool(getattr(self.raw._fp, "chunked", False))
+
+    @property
+    def length(self):
+        return getattr(self.raw._fp, "length", None)  # body bytes due (Content-Length); None: chunked or until close
+
+    def first_read(self, size):
+        """The body's first bytes: http.client's buffer may already hold some (or a raw read when it is empty);
+        afterwards the buffer is never read again."""
+        fp = self.raw._fp.fp
+        return fp.read1(size) if fp is not None else self.sock.recv(size)
+
+    def finish(self, clean):
+        """Give the connection back to the pool when the body was read exactly to its end, or close it."""
+        try:
+            if clean and not getattr(self.raw._fp, "will_close", True):
+                self.raw._fp.close()  # http.client's side of this answer only; the socket stays with the pool
+                self.raw.release_conn()
+            else:
+                self.raw.close()
+        except (OSError, AttributeError):
+            pass
 
     def close(self):
         self.raw.release_conn() if self.raw.isclosed() else self.raw.close()
@@ -80,7 +118,17 @@ def session():
 
 def send(url, headers, body, *, connect_timeout, idle_timeout, proxy=""):
     """POST and return as soon as the upstream's headers arrive (the body is read by the caller).
-    `idle_timeout` bounds every wait for bytes, the first one included; 0 means no limit."""
+    `idle_timeout` bounds every wait for bytes, the first one included; 0 means no limit. Plain `http://`
+    upstreams without a proxy go through `plain_http`; TLS, proxies and anything it leaves go through urllib3."""
+    if not proxy:
+        try:
+            answer = plain_http.post(url, headers, body, connect_timeout, idle_timeout)
+        except TimeoutError as error:  # connecting, sending or waiting for the head
+            raise UpstreamTimeout(type(error).__name__) from None
+        except (OSError, plain_http.ProtocolError) as error:  # refused, unresolvable, reset, not HTTP
+            raise UpstreamUnreachable(type(error).__name__) from None
+        if answer is not None:
+            return answer
     timeout = urllib3.Timeout(connect=connect_timeout or None, read=idle_timeout or None)
     try:
         raw = _pool(proxy).urlopen("POST", url, body=body, headers=headers, preload_content=False, redirect=False,
@@ -91,17 +139,6 @@ def send(url, headers, body, *, connect_timeout, idle_timeout, proxy=""):
         raise UpstreamTimeout(type(error).__name__) from None
     except (HTTPError, OSError) as error:
         raise UpstreamUnreachable(type(error).__name__) from None
-    return UpstreamResponse(raw)
-
-
-def read_body(response, limit):
-    """The whole body, or None when it is larger than `limit` bytes."""
-    chunks, size = [], 0
-    while True:
-        chunk = response.raw.read1(65536, decode_content=True)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    except ValueError as error:  # http.client refusing a header (a CR or LF in a channel's key)
+        raise UpstreamUnreachable(type(error).__name__) from None
+    return UpstreamResponse(raw, idle_timeout)

@@ -12,10 +12,11 @@ from sqlalchemy import update
 from oneapi.extensions import db
 from oneapi.models import Channel, Log, LogType
 from oneapi.relay import adaptors, channel_types
+from oneapi.relay.body_reader import BrokenBody, read_body
 from oneapi.relay.errors import scrub
 from oneapi.relay.incoming import Incoming
 from oneapi.relay.modes import CHAT
-from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, read_body, send, session
+from oneapi.relay.upstream import UpstreamTimeout, UpstreamUnreachable, send, session
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def test_channel(channel, wanted_model=""):
             error = parsed.get("error") if isinstance(parsed, dict) else None
             detail = error.get("message") if isinstance(error, dict) else f"status {response.status_code}"
             message = f"status {response.status_code}: {detail}"
-    except (UpstreamTimeout, UpstreamUnreachable) as error:
+    except (UpstreamTimeout, UpstreamUnreachable, BrokenBody) as error:
         message = f"request failed: {type(error).__name__}: {error}"
     except ValueError:
         message = "the answer is not JSON"
