@@ -13,6 +13,7 @@ import time
 
 import pytest
 import urllib3
+from urllib3.exceptions import SSLError
 
 from oneapi.extensions import db
 from oneapi.models import Log
@@ -22,6 +23,7 @@ from oneapi.relay.body_reader import BodyReader, read_body
 from oneapi.relay.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable, send
 from tests.conftest import add_channel, add_token
 from tests.test_body_reader import PieceServer, chunk, head, read_all
+from tests.test_egress import make_certificate, server_tls
 
 HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity", "Authorization": "Bearer sk-plain",
            "Content-Type": "application/json"}
@@ -83,20 +85,22 @@ def test_a_large_body_arrives_whole(server):
     assert dict(parsed(server.heads[0])[1])["content-length"] == str(len(body))
 
 
-@pytest.mark.parametrize("url, target, host", [
-    ("http://127.0.0.1:8080", "/", "127.0.0.1:8080"),
-    ("http://Example.COM/v1?x=1#frag", "/v1?x=1", "example.com"),
-    ("HTTP://example.com:80/a%20b", "/a%20b", "example.com"),
-    ("http://[::1]:9000/v1/chat", "/v1/chat", "[::1]:9000"),
-    ("http://example.com?q=1", "/?q=1", "example.com"),
+@pytest.mark.parametrize("url, expected", [
+    ("http://127.0.0.1:8080", (False, "127.0.0.1", 8080, "/", "127.0.0.1:8080")),
+    ("http://Example.COM/v1?x=1#frag", (False, "example.com", 80, "/v1?x=1", "example.com")),
+    ("HTTP://example.com:80/a%20b", (False, "example.com", 80, "/a%20b", "example.com")),
+    ("http://[::1]:9000/v1/chat", (False, "::1", 9000, "/v1/chat", "[::1]:9000")),
+    ("http://example.com?q=1", (False, "example.com", 80, "/?q=1", "example.com")),
+    ("https://api.openai.com/v1/chat/completions", (True, "api.openai.com", 443, "/v1/chat/completions",
+                                                    "api.openai.com")),
+    ("https://example.com:443/v1", (True, "example.com", 443, "/v1", "example.com")),
+    ("https://example.com:8443/v1", (True, "example.com", 8443, "/v1", "example.com:8443")),
 ])
-def test_urls_it_sends_itself(url, target, host):
-    split = plain_http._split(url)
-    assert split is not None and split[2:] == (target, host)
+def test_urls_it_sends_itself(url, expected):
+    assert plain_http._split(url) == expected
 
 
 @pytest.mark.parametrize("url", [
-    "https://127.0.0.1/v1",  # TLS: urllib3
     "ftp://127.0.0.1/v1",
     "http://user:secret@127.0.0.1/v1",  # user info
     "http://127.0.0.1/a b",  # needs encoding
@@ -276,10 +280,13 @@ def test_only_plain_http_without_a_proxy_skips_urllib3(server):
 
 
 def test_the_same_under_gevent_as_deployed():
-    """gevent's sockets wrap the real one: the idle check peeks at that without waiting."""
+    """gevent's sockets (plain and TLS) wrap a real one: the idle check peeks at that without waiting, and
+    nothing blocks the loop (the servers here are greenlets too)."""
     script = """
 from gevent import monkey; monkey.patch_all()
+import pathlib, tempfile
 from tests import test_plain_http as t, test_body_reader as b
+t.https_round_trips(pathlib.Path(tempfile.mkdtemp()))
 for test in (t.test_keep_alive_answers_share_one_connection, t.test_an_idle_connection_the_upstream_closed_is_not_used,
              t.test_a_head_arriving_byte_by_byte_with_bare_line_feeds, t.test_silence_before_the_head_is_a_timeout,
              t.test_an_unread_body_closes_its_connection):
@@ -293,6 +300,100 @@ print("ok")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# --- TLS: urllib3's defaults, without urllib3 --------------------------------------------------------
+
+
+def tls_server(folder, names):
+    """A TLS PieceServer with a certificate for `names` from a new CA; returns (server, CA file)."""
+    ca_file, cert_file, key_file = make_certificate(folder, names)
+    return PieceServer(tls=server_tls(cert_file, key_file)), ca_file
+
+
+def trusting(ca_file):
+    """The process trusts `ca_file` (as SSL_CERT_FILE does for a deployment) from the next TLS context on."""
+    os.environ["SSL_CERT_FILE"] = ca_file
+    plain_http._state["tls"] = None
+
+
+@pytest.fixture
+def trust(monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", os.devnull)  # restored afterwards, with the context made before
+    monkeypatch.setitem(plain_http._state, "tls", None)
+    return trusting
+
+
+def https_round_trips(folder):
+    """Two calls over TLS share one connection; the request is HTTP/1.1 with the name and port as Host."""
+    server, ca_file = tls_server(folder, ["localhost", "127.0.0.1"])
+    trusting(ca_file)
+    try:
+        server.scripts += [[OK], [head(b"Transfer-Encoding: chunked\r\n"), 0.01, chunk(b"hi") + b"0\r\n\r\n"]]
+        url = server.url.replace("127.0.0.1", "localhost")
+        first, data = call(url)
+        assert isinstance(first, plain_http.Answer) and data == b"ok"
+        assert call(url)[1] == b"hi"
+        assert server.connections == 1
+        assert dict(parsed(server.heads[0])[1])["host"] == f"localhost:{server.sock.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+def test_https_round_trips(tmp_path, trust):
+    https_round_trips(tmp_path)
+
+
+def urllib3_outcome(url):
+    pool = urllib3.PoolManager(retries=False)  # the relay's own urllib3 pools check certificates this way
+    try:
+        return pool.urlopen("POST", url, body=BODY, headers=HEADERS, retries=False).data
+    except SSLError:
+        return "refused"
+    finally:
+        pool.clear()
+
+
+def plain_outcome(url):
+    try:
+        return call(url)[1]
+    except UpstreamUnreachable:
+        return "refused"
+
+
+@pytest.mark.parametrize("names, host, trusted, expected", [
+    (["127.0.0.1"], "127.0.0.1", True, b"ok"),  # an IP address in the certificate
+    (["localhost"], "localhost", True, b"ok"),
+    (["other.example"], "localhost", True, "refused"),  # a certificate for another name
+    (["localhost"], "127.0.0.1", True, "refused"),  # a name's certificate does not cover its address
+    (["localhost"], "localhost", False, "refused"),  # a CA nobody trusts
+])
+def test_certificates_are_checked_as_urllib3_checks_them(tmp_path, trust, names, host, trusted, expected):
+    server, ca_file = tls_server(tmp_path, names)
+    try:
+        if trusted:
+            trust(ca_file)
+        url = server.url.replace("127.0.0.1", host)
+        server.scripts += [[OK], [OK]]
+        assert plain_outcome(url) == expected
+        assert urllib3_outcome(url) == expected
+        if expected == "refused":
+            assert server.heads == []  # no request, no key, ever went to an unchecked server
+    finally:
+        server.close()
+
+
+def test_an_idle_tls_connection_the_upstream_closed_is_not_used(tmp_path, trust):
+    server, ca_file = tls_server(tmp_path, ["127.0.0.1"])
+    trust(ca_file)
+    try:
+        server.scripts += [[OK, 0.05, None], [OK]]
+        assert call(server.url)[1] == b"ok"
+        time.sleep(0.2)
+        assert call(server.url)[1] == b"ok"
+        assert server.connections == 2
+    finally:
+        server.close()
 
 
 # --- through the gateway: an answer that breaks off before the client saw anything ------------------

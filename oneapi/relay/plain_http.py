@@ -1,24 +1,31 @@
-"""POSTs to `http://` upstreams over HTTP/1.1, without urllib3 and http.client.
+"""POSTs to upstreams over HTTP/1.1 (plain or TLS), without urllib3 and http.client.
 
 Through urllib3 and http.client a relayed call cost ~0.35 ms of CPU before its body was read: the pool's
 queue, Timeout objects, per-header checks, the `email` header parser and two answer objects. Here it is one
 `sendall` of the request, one `recv` for the answer's head in the common case, and a split of that head:
 ~0.07 ms (docs/performance.md). The body is read by `body_reader.BodyReader`, as for urllib3's answers.
 
-Only what this does exactly as urllib3 would comes here: a plain `http://` URL whose host is a name or an IP
-address, without user info, whose path and query need no encoding, and headers free of CR, LF and NUL.
-`post` returns None for anything else, and the caller uses urllib3 (which also does TLS and proxies).
+Only what this does exactly as urllib3 would comes here: an `http://` or `https://` URL whose host is a name
+or an IP address, without user info, whose path and query need no encoding, and headers free of CR, LF and
+NUL. `post` returns None for anything else, and the caller uses urllib3 (which also does proxies).
+
+TLS is urllib3's own default: its context (`create_urllib3_context`: TLS 1.2 or newer, certificate and host
+name verified by the `ssl` module), the system's CA certificates (`SSL_CERT_FILE` and `SSL_CERT_DIR` are
+honoured), ALPN `http/1.1`, SNI for names and none for IP addresses.
 
 Connections are kept per (host, port) and per process; an idle connection the upstream closed is noticed
 before it is used (one non-blocking peek), as urllib3 does. Errors are the socket's (`TimeoutError`, other
 `OSError`) or `ProtocolError`; `upstream.send` turns them into the relay's.
 """
 
+import _socket
 import os
 import re
 import socket
+import ssl
 
 from urllib3 import __version__ as _urllib3_version
+from urllib3.util.ssl_ import ALPN_PROTOCOLS, create_urllib3_context
 
 from oneapi.relay import connect
 
@@ -35,7 +42,7 @@ _FIELD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 _VALUE = re.compile(r"[^\r\n\0]*")
 _NO_BODY = frozenset((204, 304))
 
-_state = {"pid": None, "idle": {}}
+_state = {"pid": None, "idle": {}, "tls": None}
 
 
 class ProtocolError(Exception):
@@ -109,15 +116,14 @@ def post(url, headers, body, connect_timeout, idle_timeout):
     target = _split(url)
     if target is None:
         return None
-    host, port, path, host_header = target
+    tls, host, port, path, host_header = target
     head = _request_head(path, host_header, headers, len(body))
     if head is None:
         return None
-    key = (host, port)
+    key = (tls, host, port)
     sock = _idle_connection(key)
     if sock is None:
-        sock = connect.create_connection(host, port, connect_timeout or None,
-                                         socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+        sock = _connect(tls, host, port, connect_timeout)
     try:
         sock.settimeout(idle_timeout or None)
         sock.sendall(head + body if len(body) < _RECV else head)
@@ -129,10 +135,36 @@ def post(url, headers, body, connect_timeout, idle_timeout):
         raise
 
 
+def _connect(tls, host, port, connect_timeout):
+    sock = connect.create_connection(host, port, connect_timeout or None,
+                                     socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+    if not tls:
+        return sock
+    try:  # the handshake is bounded by the connect timeout, as in urllib3
+        return _tls_context().wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _tls_context():
+    context = _state["tls"]
+    if context is None:  # made at the first TLS call: after gevent's patching, with the environment of then
+        context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+        context.load_default_certs()
+        context.set_alpn_protocols(ALPN_PROTOCOLS)
+        _state["tls"] = context
+    return context
+
+
 def _split(url):
-    """(host, port, request target, Host header) of a plain http:// URL, or None."""
-    rest = url[7:] if url[:7].lower() == "http://" else None
-    if rest is None:
+    """(TLS?, host, port, request target, Host header) of an http:// or https:// URL, or None."""
+    scheme = url[:8].lower()
+    if scheme.startswith("http://"):
+        tls, rest, default_port = False, url[7:], 80
+    elif scheme == "https://":
+        tls, rest, default_port = True, url[8:], 443
+    else:
         return None
     cut = len(rest)
     for mark in "/?#":
@@ -142,7 +174,7 @@ def _split(url):
     authority, path = rest[:cut], rest[cut:].split("#", 1)[0]
     if not path.startswith("/"):
         path = "/" + path
-    host, port = authority, 80
+    host, port = authority, default_port
     if authority.startswith("["):
         end = authority.find("]")
         host, after = authority[: end + 1], authority[end + 1:]
@@ -157,8 +189,8 @@ def _split(url):
         port = int(port_text)
     if not host or not _HOST.fullmatch(host) or not _TARGET.fullmatch(path) or "/." in path:
         return None  # "/." may be a dot segment, which urllib3 removes
-    host_header = host.lower() if port == 80 else f"{host.lower()}:{port}"
-    return host.strip("[]").lower(), port, path, host_header
+    host_header = host.lower() if port == default_port else f"{host.lower()}:{port}"
+    return tls, host.strip("[]").lower(), port, path, host_header
 
 
 def _request_head(path, host_header, headers, length):
@@ -260,7 +292,7 @@ def _answer(status, version, headers, fields, rest, sock, key, idle_timeout):
 
 def _fresh():
     if _state["pid"] != os.getpid():  # after a fork, never share sockets with the parent
-        _state.update(pid=os.getpid(), idle={})
+        _state.update(pid=os.getpid(), idle={}, tls=None)
     return _state["idle"]
 
 
@@ -276,12 +308,13 @@ def _idle_connection(key):
 
 def _usable(sock):
     """An idle connection is usable while the upstream has neither closed it nor sent anything on it."""
-    raw = getattr(sock, "_sock", None)  # gevent's socket wraps a real one that never waits
+    raw = getattr(sock, "_sock", None)  # gevent's socket (plain or TLS) wraps a real one that never waits
     if raw is None:
         raw = sock
         sock.settimeout(0)  # the caller sets the call's timeout afterwards
     try:
-        raw.recv(1, socket.MSG_PEEK)  # returns: closed (b"") or something unasked for; either way not usable
+        # the TCP bytes, under any TLS: closed (b"") or something unasked for; either way not usable
+        _socket.socket.recv(raw, 1, socket.MSG_PEEK)
         return False
     except BlockingIOError:
         return True
