@@ -137,9 +137,18 @@ _PAGE_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-an
                  "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 
 
+_stamp = [0, ""]  # the second, and its yyyyMMddHHmmss in local time
+
+
 def new_request_id():
-    """The original's shape: yyyyMMddHHmmss, nanoseconds, 8 random digits."""
-    return time.strftime("%Y%m%d%H%M%S") + f"{time.time_ns() % 1_000_000_000:09d}{secrets.randbelow(10**8):08d}"
+    """The original's shape: yyyyMMddHHmmss, nanoseconds, 8 random digits. The local time's text is made
+    once a second (strftime asks the C library for the time zone each time)."""
+    now = time.time_ns()
+    second = now // 1_000_000_000
+    if second != _stamp[0]:
+        _stamp[1] = time.strftime("%Y%m%d%H%M%S", time.localtime(second))
+        _stamp[0] = second
+    return f"{_stamp[1]}{now % 1_000_000_000:09d}{secrets.randbelow(10**8):08d}"
 
 
 # While root has the default password only these stay open (plus login), so root can change it.

@@ -1,6 +1,8 @@
 """The relay path in the steady state: no database reads, and two short write transactions per request
 (the reservation; the settlement with its log row)."""
 
+import time
+
 import pytest
 from sqlalchemy import event
 
@@ -60,6 +62,40 @@ def test_steady_state_relay_reads_nothing_and_writes_twice(app, root, upstream):
     plans = {key[0]: plan for key, plan in quota._as_sent.items() if key[1] == dialect}
     # every statement above went out as SQL compiled once, none the ordinary (slower) way
     assert len(plans) >= 8 and all(plan is not False for plan in plans.values()), plans
+
+
+def test_a_steady_state_relay_request_makes_no_orm_session(app, root, upstream, monkeypatch):
+    """Everything the relay reads is cached and the quota service uses its own connections: making a session
+    only to close it again cost ~3 % of a request's CPU (docs/performance.md)."""
+    add_channel(root, upstream.url)
+    key = add_token(root, unlimited_quota=False, remain_quota=10_000)["key"]
+    headers = {"Authorization": f"Bearer {key}"}
+    app.config["CACHE_SYNC_INTERVAL"] = 3600
+    assert root.post("/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+    made = []
+    real = db.session.registry.createfunc
+    monkeypatch.setattr(db.session.registry, "createfunc", lambda: made.append(1) or real())
+    for stream in (False, True):
+        response = root.post("/v1/chat/completions", json={**CHAT, "stream": stream}, headers=headers)
+        assert response.status_code == 200 and response.data
+    assert made == []
+    app.config["CACHE_SYNC_INTERVAL"] = 0  # a request that must read (the change poll) still gets its session
+    assert root.post("/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+    assert made
+
+
+def test_request_ids_keep_the_originals_shape_across_seconds(monkeypatch):
+    from oneapi import plumbing
+
+    now = [1_764_900_000 * 10**9 + 999_999_999]
+    monkeypatch.setattr(plumbing.time, "time_ns", lambda: now[0])
+    first = plumbing.new_request_id()
+    now[0] += 1
+    second = plumbing.new_request_id()
+    for request_id, at in ((first, 1_764_900_000), (second, 1_764_900_001)):
+        assert len(request_id) == 31 and request_id.isdigit()
+        assert request_id[:14] == time.strftime("%Y%m%d%H%M%S", time.localtime(at))
+    assert first[14:23] == "999999999" and second[14:23] == "000000000"
 
 
 def test_unwatched_quota_transactions_go_straight_to_the_driver_with_the_same_statements(app, root, upstream,

@@ -65,7 +65,10 @@ def read(mode, path_model=None):
 
 def _read_json():
     limit = int(current_app.config["RELAY_MAX_BODY_MB"] * _MB)
-    raw = request.stream.read(limit + 1)  # a chunked body has no Content-Length to check up front
+    # A chunked body has no Content-Length to check up front; with one, ask for no more than it (werkzeug's
+    # stream allocates the size asked for, 64 MB by default, before it reads a byte).
+    length = request.content_length
+    raw = request.stream.read(limit + 1 if length is None else min(length, limit) + 1)
     if len(raw) > limit:
         raise _too_large()
     if not raw:

@@ -113,8 +113,9 @@ def relay(mode, path_model=None):
     amount, fixed = _price(mode, incoming, group_r)
     # Hold no session connection from here on: the quota service takes its own, briefly, and the upstream
     # may think for minutes. Holding one per request would make connections = concurrency, and a full pool
-    # would wait on itself.
-    db.session.close()
+    # would wait on itself. In the steady state (everything cached) no session was opened: none is made.
+    if db.session.registry.has():
+        db.session.close()
     counts_prompt = mode.billing == "tokens"
     bill = Bill(_reserve(caller, amount), group_r, incoming.stream, caller.token.name, caller.user.username,
                 unit={"image": "image", "speech": "character"}.get(mode.billing, "token"),
