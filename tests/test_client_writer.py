@@ -4,6 +4,7 @@ Through gunicorn end to end: tests/test_relay_streaming.py (chunk framing, keep-
 import gevent
 import gevent.socket
 import gevent.ssl
+import gunicorn.util
 import pytest
 
 from oneapi.relay import client_writer
@@ -94,6 +95,35 @@ def test_gunicorn_conf_turns_it_on_only_for_plain_http_workers(monkeypatch):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     post_fork = runpy.run_path(os.path.join(here, "gunicorn.conf.py"))["post_fork"]
     monkeypatch.delenv(client_writer.ENV, raising=False)  # restored after the test
+    monkeypatch.setattr(gunicorn.util, "http_date", gunicorn.util.http_date)  # restored too
     for protocol, is_ssl, expected in (("http", False, "1"), ("uwsgi", False, ""), ("http", True, "")):
         post_fork(SimpleNamespace(cfg=SimpleNamespace(protocol=protocol, is_ssl=is_ssl)), None)
         assert os.environ[client_writer.ENV] == expected, (protocol, is_ssl)
+
+
+def test_gunicorn_conf_formats_the_date_header_once_a_second(monkeypatch):
+    import email.utils
+    import os
+    import runpy
+    import time
+    from types import SimpleNamespace
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    conf = runpy.run_path(os.path.join(here, "gunicorn.conf.py"))
+    real = gunicorn.util.http_date
+    monkeypatch.setattr(gunicorn.util, "http_date", real)  # restored after the test
+    conf["post_fork"](SimpleNamespace(cfg=SimpleNamespace(protocol="http", is_ssl=False)), None)
+    patched = gunicorn.util.http_date
+    assert patched is not real and conf["_per_second"](patched) is patched  # wrapped once, however often forked
+    assert patched() == email.utils.formatdate(int(time.time()), usegmt=True) or patched() == real()
+
+    formatted = []
+    per_second = conf["_per_second"](lambda timestamp: formatted.append(timestamp) or real(timestamp))
+    now = [1_764_900_000.1]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    first = per_second()
+    now[0] = 1_764_900_000.9
+    assert per_second() is first and formatted == [1_764_900_000]
+    now[0] = 1_764_900_001.0
+    assert per_second() == "Fri, 05 Dec 2025 02:00:01 GMT" != first and formatted == [1_764_900_000, 1_764_900_001]
+    assert per_second(0) == "Thu, 01 Jan 1970 00:00:00 GMT"  # an explicit time is formatted as asked
