@@ -24,6 +24,7 @@ from oneapi.relay.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnr
 from tests.conftest import add_channel, add_token
 from tests.test_body_reader import PieceServer, chunk, head, read_all
 from tests.test_egress import make_certificate, server_tls
+from tests.test_fault_matrix import money
 
 HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity", "Authorization": "Bearer sk-plain",
            "Content-Type": "application/json"}
@@ -125,16 +126,18 @@ def test_urls_it_leaves_to_urllib3(url):
     {"Content-Length": "5"},
     {"Transfer-Encoding": "chunked"},
     {"X-Number": 5},
+    {"Authorization": "Bearer 鍵"},  # not Latin-1: http.client refuses it as well
 ])
 def test_headers_it_leaves_to_urllib3(headers):
     assert plain_http.post("http://127.0.0.1:9/v1", headers, BODY, 1, 1) is None
 
 
-def test_a_header_with_a_line_break_never_reaches_the_upstream(server):
-    """A channel key with a line break: the call fails as unreachable (urllib3 refuses it too) and the upstream
-    never sees a request, let alone an injected header."""
+@pytest.mark.parametrize("key", ["sk-a\r\nX-Injected: yes", "sk-鍵"])
+def test_a_key_no_header_can_carry_never_reaches_the_upstream(server, key):
+    """A channel key with a line break or beyond Latin-1: the call fails as unreachable (urllib3 refuses it
+    too) and the upstream never sees a request, let alone an injected header."""
     with pytest.raises(UpstreamUnreachable):
-        send(server.url, {"Authorization": "Bearer sk-a\r\nX-Injected: yes"}, BODY, connect_timeout=2, idle_timeout=2)
+        send(server.url, {"Authorization": f"Bearer {key}"}, BODY, connect_timeout=2, idle_timeout=2)
     assert server.heads == []
 
 
@@ -422,24 +425,25 @@ def test_a_body_cut_or_stalled_is_a_channel_failure(app, root, server, script, s
     app.config.update(RELAY_IDLE_TIMEOUT=0.4)
     root.put("/api/option/", json={"key": "RetryTimes", "value": "0"})
     add_channel(root, base_url(server), name="cut")
-    key = add_token(root)["key"]
+    key = add_token(root, unlimited_quota=False, remain_quota=500_000)["key"]
     server.scripts.append(script)
+    before = money(app)
     answer = relay(root, key)
     assert answer.status_code == status, answer.data
     assert answer.get_json()["error"]["code"] == code
-    assert consumes(app) == []
+    assert money(app) == before  # refunded in full: no charge, no consume row, no reservation left
 
 
 def test_a_cut_body_moves_to_the_next_channel_and_bills_once(app, root, server, upstream):
     root.put("/api/option/", json={"key": "RetryTimes", "value": "1"})
-    (cut,) = add_channel(root, base_url(server), name="cut", priority=10)
+    add_channel(root, base_url(server), name="cut", priority=10)
     (good,) = add_channel(root, upstream.url, name="good", priority=0)
     key = add_token(root)["key"]
     server.scripts.append([head(b"Content-Length: 100\r\n") + b'{"id":"cut', None])
     answer = relay(root, key)
     assert answer.status_code == 200, answer.data
     assert answer.get_json()["choices"][0]["message"]["content"] == "Hello from the mock upstream."
-    assert consumes(app) == [(good, True)]
+    assert len(server.heads) == 1 and consumes(app) == [(good, True)]  # tried first, billed nothing
 
 
 def test_a_stream_body_read_through_the_answer(server):

@@ -3,8 +3,8 @@ between requests: no environment proxies, no .netrc, no cookies carried from one
 
 The relay path talks to urllib3 directly rather than through requests: requests' per-call session
 merging and preparation cost about a millisecond of CPU per request, a third of the gateway's whole
-budget (docs/performance.md). Plain `http://` upstreams skip urllib3 too (`plain_http`). Balance queries
-and other slow paths keep using `session()`.
+budget (docs/performance.md). Without a proxy, upstream calls skip urllib3 too (`plain_http`, a third of
+its CPU per call). Balance queries and other slow paths keep using `session()`.
 """
 
 import os
@@ -118,8 +118,8 @@ def session():
 
 def send(url, headers, body, *, connect_timeout, idle_timeout, proxy=""):
     """POST and return as soon as the upstream's headers arrive (the body is read by the caller).
-    `idle_timeout` bounds every wait for bytes, the first one included; 0 means no limit. Plain `http://`
-    upstreams without a proxy go through `plain_http`; TLS, proxies and anything it leaves go through urllib3."""
+    `idle_timeout` bounds every wait for bytes, the first one included; 0 means no limit. Calls without a
+    proxy go through `plain_http`; proxied calls, and the rare URL or header it leaves, go through urllib3."""
     if not proxy:
         try:
             answer = plain_http.post(url, headers, body, connect_timeout, idle_timeout)
@@ -139,6 +139,6 @@ def send(url, headers, body, *, connect_timeout, idle_timeout, proxy=""):
         raise UpstreamTimeout(type(error).__name__) from None
     except (HTTPError, OSError) as error:
         raise UpstreamUnreachable(type(error).__name__) from None
-    except ValueError as error:  # http.client refusing a header (a CR or LF in a channel's key)
+    except ValueError as error:  # http.client refusing a header (a line break, or not Latin-1, in a channel's key)
         raise UpstreamUnreachable(type(error).__name__) from None
     return UpstreamResponse(raw, idle_timeout)
