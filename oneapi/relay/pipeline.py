@@ -151,6 +151,14 @@ def _is_json(data):
     return True
 
 
+def _failed(channel, failure, why, error, detail=""):
+    """One failed attempt on `channel`: logged and counted by its health. Returns `error`, what the client
+    gets when no other channel answers."""
+    log.warning("channel %s %s", channel.id, why)
+    health.failed(channel, failure, detail)
+    return error
+
+
 def _send_with_retries(route, mode, incoming):
     config = current_app.config
     attempts = 1 + max(options.current().int("RetryTimes"), 0)
@@ -169,14 +177,12 @@ def _send_with_retries(route, mode, incoming):
             response = send(prepared.url, prepared.headers, prepared.body, connect_timeout=config["RELAY_CONNECT_TIMEOUT"],
                             idle_timeout=config["RELAY_IDLE_TIMEOUT"], proxy=proxy)
         except UpstreamTimeout:
-            log.warning("channel %s timed out", channel.id)
-            health.failed(channel, health.TIMEOUT)
-            last_error = RelayError(504, "the upstream did not answer in time", "upstream_timeout")
+            last_error = _failed(channel, health.TIMEOUT, "timed out",
+                                 RelayError(504, "the upstream did not answer in time", "upstream_timeout"))
             continue
         except UpstreamUnreachable as error:
-            log.warning("channel %s unreachable: %s", channel.id, error)
-            health.failed(channel, health.UNREACHABLE)
-            last_error = RelayError(502, "the upstream could not be reached", "upstream_unreachable")
+            last_error = _failed(channel, health.UNREACHABLE, f"unreachable: {error}",
+                                 RelayError(502, "the upstream could not be reached", "upstream_unreachable"))
             continue
         status = response.status_code
         if 200 <= status < 300 and _streams_back(mode, incoming, response):
@@ -187,23 +193,22 @@ def _send_with_retries(route, mode, incoming):
             try:
                 data = read_body(response, int(config["RELAY_MAX_RESPONSE_MB"] * 1024 * 1024))
             except UpstreamTimeout:  # nothing reached the client yet: another channel may answer
-                log.warning("channel %s went silent in the middle of its answer", channel.id)
-                health.failed(channel, health.TIMEOUT)
-                last_error = RelayError(504, "the upstream did not finish its answer in time", "upstream_timeout")
+                last_error = _failed(channel, health.TIMEOUT, "went silent in the middle of its answer",
+                                     RelayError(504, "the upstream did not finish its answer in time", "upstream_timeout"))
                 continue
             except BrokenBody as error:
-                log.warning("channel %s broke off its answer: %s", channel.id, error)
-                health.failed(channel, health.UNREACHABLE, str(error))
-                last_error = RelayError(502, "the upstream broke off its answer", "bad_upstream_response")
+                last_error = _failed(channel, health.UNREACHABLE, f"broke off its answer: {error}",
+                                     RelayError(502, "the upstream broke off its answer", "bad_upstream_response"),
+                                     str(error))
                 continue
             finally:
                 response.close()
             if data is None:
                 raise RelayError(502, "the upstream's answer is larger than RELAY_MAX_RESPONSE_MB", "response_too_large")
             if mode.billing != "audio_text" and not _is_json(data):  # a "success" nobody can use: try elsewhere
-                health.failed(channel, health.SERVER_ERROR, "status 200 with a body that is not JSON")
-                last_error = RelayError(502, "the upstream answered with something that is not JSON",
-                                        "bad_upstream_response")
+                last_error = _failed(channel, health.SERVER_ERROR, "answered 200 with a body that is not JSON",
+                                     RelayError(502, "the upstream answered with something that is not JSON",
+                                                "bad_upstream_response"), "status 200 with a body that is not JSON")
                 continue
             health.succeeded(channel.id)
             return response, prepared, channel, data
