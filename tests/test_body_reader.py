@@ -260,18 +260,19 @@ def test_over_tls_split_records_waits_and_reuse(tmp_path):
         server.close()
 
 
-def test_the_same_under_gevent_as_deployed():
-    """The server's workers are gevent's: its sockets (plain and TLS) must time out and decode alike."""
-    script = """
+def run_under_gevent(module, first, tests):
+    """In a child process patched by gevent, as the server's workers are: `module`'s function `first` with a
+    fresh temporary folder, then each of `tests` with a fresh PieceServer (whose threads are greenlets there)."""
+    script = f"""
 from gevent import monkey; monkey.patch_all()
-import pathlib, tempfile
-from tests import test_body_reader as t
-t.test_over_tls_split_records_waits_and_reuse(pathlib.Path(tempfile.mkdtemp()))
-for test in (t.test_chunks_split_everywhere_are_decoded_in_order, t.test_a_wait_spans_a_read_that_brings_only_framing,
-             t.test_silence_longer_than_the_idle_timeout_raises, t.test_a_clean_end_gives_the_connection_back_to_the_pool):
-    server = t.PieceServer()
+import importlib, pathlib, tempfile
+from tests.test_body_reader import PieceServer
+module = importlib.import_module({module!r})
+getattr(module, {first!r})(pathlib.Path(tempfile.mkdtemp()))
+for name in {list(tests)!r}:
+    server = PieceServer()
     try:
-        test(server)
+        getattr(module, name)(server)
     finally:
         server.close()
 print("ok")
@@ -279,3 +280,10 @@ print("ok")
     root = pathlib.Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_the_same_under_gevent_as_deployed():
+    """The server's workers are gevent's: its sockets (plain and TLS) must time out and decode alike."""
+    run_under_gevent("tests.test_body_reader", "test_over_tls_split_records_waits_and_reuse", [
+        "test_chunks_split_everywhere_are_decoded_in_order", "test_a_wait_spans_a_read_that_brings_only_framing",
+        "test_silence_longer_than_the_idle_timeout_raises", "test_a_clean_end_gives_the_connection_back_to_the_pool"])

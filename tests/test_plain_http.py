@@ -7,8 +7,6 @@ only when that is safe. A relayed answer that breaks off mid-body is a channel f
 
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,7 +20,7 @@ from oneapi.relay import plain_http
 from oneapi.relay.body_reader import BodyReader, read_body
 from oneapi.relay.upstream import UpstreamResponse, UpstreamTimeout, UpstreamUnreachable, send
 from tests.conftest import add_channel, add_token
-from tests.test_body_reader import PieceServer, chunk, head, read_all
+from tests.test_body_reader import PieceServer, chunk, head, read_all, run_under_gevent
 from tests.test_egress import make_certificate, server_tls
 from tests.test_fault_matrix import money
 
@@ -285,24 +283,10 @@ def test_only_plain_http_without_a_proxy_skips_urllib3(server):
 def test_the_same_under_gevent_as_deployed():
     """gevent's sockets (plain and TLS) wrap a real one: the idle check peeks at that without waiting, and
     nothing blocks the loop (the servers here are greenlets too)."""
-    script = """
-from gevent import monkey; monkey.patch_all()
-import pathlib, tempfile
-from tests import test_plain_http as t, test_body_reader as b
-t.https_round_trips(pathlib.Path(tempfile.mkdtemp()))
-for test in (t.test_keep_alive_answers_share_one_connection, t.test_an_idle_connection_the_upstream_closed_is_not_used,
-             t.test_a_head_arriving_byte_by_byte_with_bare_line_feeds, t.test_silence_before_the_head_is_a_timeout,
-             t.test_an_unread_body_closes_its_connection):
-    server = b.PieceServer()
-    try:
-        test(server)
-    finally:
-        server.close()
-print("ok")
-"""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    run_under_gevent("tests.test_plain_http", "https_round_trips", [
+        "test_keep_alive_answers_share_one_connection", "test_an_idle_connection_the_upstream_closed_is_not_used",
+        "test_a_head_arriving_byte_by_byte_with_bare_line_feeds", "test_silence_before_the_head_is_a_timeout",
+        "test_an_unread_body_closes_its_connection"])
 
 
 # --- TLS: urllib3's defaults, without urllib3 --------------------------------------------------------
