@@ -294,7 +294,7 @@ def test_managing_tokens_channels_users_and_codes(live_server_factory, upstream,
     assert "Disabled" in page.locator(f"tr[data-channel-id='{first}']").inner_text()
     page.fill("input[name=keyword]", "edit")
     page.click(".search button")
-    assert page.locator("tr[data-channel-id]").count() == 1
+    sync_api.expect(page.locator("tr[data-channel-id]")).to_have_count(1)  # waits for the results page's rows
     page.goto(base + "/channel")
     page.click("button[data-call='DELETE /api/channel/disabled']")
     page.wait_for_selector("#messages .flash.ok")
@@ -367,7 +367,7 @@ def test_managing_tokens_channels_users_and_codes(live_server_factory, upstream,
     assert "Disabled" in row.inner_text() and "Admin" in row.inner_text()
     page.fill("input[name=keyword]", "car")
     page.click(".search button")
-    assert page.locator("tr[data-user-id]").count() == 1
+    sync_api.expect(page.locator("tr[data-user-id]")).to_have_count(1)  # a bare count() raced the page load in CI
 
     # Redemption codes: a batch of two, one disabled, the batch exported as CSV.
     page.goto(base + "/redemption")
