@@ -41,7 +41,7 @@ _PORT = re.compile(r"[0-9]{1,5}")
 _TARGET = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")  # RFC 3986 characters: nothing to encode
 _FIELD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 _VALUE = re.compile(r"[^\r\n\0]*")
-_NO_BODY = frozenset((204, 304))
+_NO_BODY = frozenset((101, 204, 304))
 
 _state = {"pid": None, "idle": {}, "tls": None}
 
@@ -66,9 +66,6 @@ class Headers:
 
     def __contains__(self, name):
         return name.lower() in self._fields
-
-    def items(self):
-        return self._fields.items()
 
 
 class Answer:
@@ -270,15 +267,15 @@ def _parse(head, rest, sock, key, idle_timeout):
         last = name.lower()
         value = value.strip(" \t")
         fields[last] = f"{fields[last]}, {value}" if last in fields else value
-    return _answer(status, version, Headers(fields), fields, rest, sock, key, idle_timeout)
+    return _answer(status, version, fields, rest, sock, key, idle_timeout)
 
 
-def _answer(status, version, headers, fields, rest, sock, key, idle_timeout):
+def _answer(status, version, fields, rest, sock, key, idle_timeout):
     connection = fields.get("connection", "").lower()
     will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
     coding = fields.get("transfer-encoding")
     chunked, length = False, None
-    if status in _NO_BODY or status == 101:
+    if status in _NO_BODY:
         length = 0
     elif coding is not None:
         chunked = coding.rsplit(",", 1)[-1].strip().lower() == "chunked"
@@ -291,7 +288,7 @@ def _answer(status, version, headers, fields, rest, sock, key, idle_timeout):
         length = int(values.pop())
     else:
         will_close = True  # the body ends when the upstream closes the connection
-    return Answer(status, headers, sock, rest, key, idle_timeout, chunked, length, will_close)
+    return Answer(status, Headers(fields), sock, rest, key, idle_timeout, chunked, length, will_close)
 
 
 def _fresh():
